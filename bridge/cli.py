@@ -1,0 +1,65 @@
+"""Command line: ``altinn-bridge [serve|topics|check-config]``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from collections.abc import Sequence
+
+import orjson
+
+from bridge import __version__
+from bridge.config import ConfigError, Settings, unknown_variables
+from bridge.logs import configure_logging, get_logger
+from bridge.routing import Router
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="altinn-bridge",
+        description="Receive Altinn 3 Correspondence events by webhook and publish them to Kafka. "
+        "Configured by environment variables (see README).",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command")
+    sub.add_parser("serve", help="run the webhook server (the default)")
+    sub.add_parser("topics", help="print every Kafka topic this configuration writes to")
+    sub.add_parser("check-config", help="validate the configuration and print it as JSON")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``altinn-bridge`` console script."""
+    args = _parser().parse_args(argv)
+    try:
+        settings = Settings.from_env(os.environ)
+    except ConfigError as exc:
+        print(f"altinn-bridge: {exc}", file=sys.stderr)  # noqa: T201 - before logging exists
+        return 2
+    command = args.command or "serve"
+    if command == "topics":
+        print("\n".join(Router(settings.topics).all_topics()))  # noqa: T201 - the command's output
+        return 0
+    if command == "check-config":
+        print(orjson.dumps(settings.describe(), option=orjson.OPT_INDENT_2).decode())  # noqa: T201
+        return 0
+
+    configure_logging(settings.log_level)
+    log = get_logger("bridge.cli")
+    unknown = unknown_variables(os.environ)
+    if unknown:
+        log.warning("unknown BRIDGE_* variables ignored (typo?)", names=unknown)
+    try:
+        asyncio.run(_serve(settings))
+    except OSError as exc:
+        log.error("cannot listen", error=str(exc))
+        return 1
+    return 0
+
+
+async def _serve(settings: Settings) -> None:
+    from bridge.server import serve  # noqa: PLC0415 - keep `topics`/`check-config` free of aiohttp
+
+    await serve(settings)

@@ -1,0 +1,481 @@
+"""Settings: one frozen, typed object built once from an explicit mapping.
+
+``Settings.from_env(os.environ)`` in production, a plain dict in tests. Every
+variable is declared once in :data:`VARIABLES` (name, default, meaning); the
+README's configuration table is checked against it by the test suite. Invalid
+configuration raises :class:`ConfigError`, whose message lists every bad
+variable at once. Pure: no framework imports.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Final, TypeVar
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class Variable:
+    """One environment variable: its default (``None`` = required) and meaning."""
+
+    default: str | None
+    help: str
+    secret: bool = False
+
+
+#: Every setting the bridge reads. Order is the order of the README table.
+VARIABLES: Final[dict[str, Variable]] = {
+    "KAFKA_BOOTSTRAP_SERVERS": Variable(
+        None, "Comma-separated `host:port` list of Kafka brokers. Required."
+    ),
+    "KAFKA_CLIENT_ID": Variable("altinn-kafka-bridge", "Client id the producer reports to Kafka."),
+    "KAFKA_ENABLE_IDEMPOTENCE": Variable(
+        "true",
+        "Idempotent producer (no duplicates from producer retries). Keep `true` for real "
+        "Kafka; the local test broker (Tansu) cannot do it, so `make run`/`make test` set `false`.",
+    ),
+    "KAFKA_COMPRESSION": Variable(
+        "none", "Record batch compression: `none`, `gzip`, `snappy`, `lz4` or `zstd`."
+    ),
+    "KAFKA_LINGER_MS": Variable(
+        "0", "How long the producer waits to fill a batch, in ms. 0 = send at once."
+    ),
+    "BRIDGE_PUBLISH_TIMEOUT_S": Variable(
+        "10",
+        "Upper bound, in seconds, for one event to be acknowledged by Kafka (`acks=all`). "
+        "After it the request is answered 503 so Altinn retries. Must stay well under "
+        "Altinn's 45 s request timeout.",
+    ),
+    "BRIDGE_HTTP_HOST": Variable(
+        "0.0.0.0",  # noqa: S104 - a server pod must listen beyond loopback; sidecars set 127.0.0.1
+        "Address the HTTP server binds. Use `127.0.0.1` for a sidecar.",
+    ),
+    "BRIDGE_HTTP_PORT": Variable("8080", "TCP port of the HTTP server."),
+    "BRIDGE_MAX_BODY_BYTES": Variable(
+        "65536", "Largest request body accepted, in bytes; larger is answered 413."
+    ),
+    "BRIDGE_TOPIC_PREFIX": Variable(
+        "altinn.correspondence",
+        "Default topic of a known type is `<prefix>.<type name>`, e.g. "
+        "`altinn.correspondence.correspondencepublished`.",
+    ),
+    "BRIDGE_TOPIC_ROUTES": Variable(
+        "",
+        "Routing table overriding the default, comma-separated `pattern=topic`. A pattern is "
+        "a full type or a glob (`*`, `?`), matched case-insensitively; exact types win over "
+        "globs, globs are tried in the order given. `*=altinn.events` sends everything to one topic.",
+    ),
+    "BRIDGE_TOPIC_UNKNOWN": Variable(
+        "altinn.correspondence.unknown",
+        "Topic for event types the bridge does not know yet (never rejected, never lost).",
+    ),
+    "BRIDGE_TOPIC_DEADLETTER": Variable(
+        "altinn.correspondence.deadletter",
+        "Topic for bodies that can never be valid events (see `BRIDGE_INVALID_EVENT_POLICY`).",
+    ),
+    "BRIDGE_INVALID_EVENT_POLICY": Variable(
+        "deadletter",
+        "`deadletter`: write an invalid body to the dead-letter topic and answer 200 (Altinn "
+        "retries every non-2xx for ~35 h, so a 4xx only burns retries). `reject`: answer 400.",
+    ),
+    "BRIDGE_FILTER_SOURCES": Variable(
+        "",
+        "Allowed event sources, comma-separated. Presets `production`, `tt02`, `at22`, `at23`, "
+        "`yt01` stand for that environment's Correspondence API; other entries are URL prefixes "
+        "matched at a `/` boundary. Empty = all. `tt02` keeps Correspondence's internal dev "
+        "environment (which also publishes into TT02) out.",
+    ),
+    "BRIDGE_FILTER_RESOURCES": Variable(
+        "", "Allowed `resource` URNs (exact), comma-separated. Empty = all."
+    ),
+    "BRIDGE_FILTER_ALTERNATIVESUBJECTS": Variable(
+        "",
+        "Allowed `alternativesubject` values, comma-separated; an entry ending in `/` or `*` is "
+        "a prefix (e.g. `/organisation/`). Events without one are filtered out when set. "
+        "Empty = all.",
+    ),
+    "BRIDGE_FILTER_TYPES": Variable(
+        "",
+        "Allowed event types, comma-separated, full (`no.altinn.correspondence.x`) or short "
+        "(`x`), case-insensitive. Empty = all.",
+    ),
+    "BRIDGE_READY_CHECK_INTERVAL_S": Variable(
+        "5", "How long a broker reachability result is reused by `/readyz`, in seconds."
+    ),
+    "BRIDGE_READY_CHECK_TIMEOUT_S": Variable(
+        "2", "Bound on one broker reachability check, in seconds."
+    ),
+    "BRIDGE_SHUTDOWN_DRAIN_S": Variable(
+        "3",
+        "After SIGTERM, how long the server keeps answering (503, readiness failed) so load "
+        "balancers stop sending, in seconds.",
+    ),
+    "BRIDGE_SHUTDOWN_GRACE_S": Variable(
+        "25",
+        "Total shutdown budget after SIGTERM, in seconds: drain, in-flight requests, producer "
+        "flush. Keep it below the pod's `terminationGracePeriodSeconds` (30 by default).",
+    ),
+    "BRIDGE_LOG_LEVEL": Variable("info", "`debug`, `info`, `warning` or `error`."),
+}
+
+SOURCE_PRESETS: Final[dict[str, str]] = {
+    "production": "https://platform.altinn.no/correspondence/api/v1/",
+    "tt02": "https://platform.tt02.altinn.no/correspondence/api/v1/",
+    "at22": "https://platform.at22.altinn.cloud/correspondence/api/v1/",
+    "at23": "https://platform.at23.altinn.cloud/correspondence/api/v1/",
+    "yt01": "https://platform.yt01.altinn.cloud/correspondence/api/v1/",
+}
+
+_TOPIC_NAME = re.compile(r"[A-Za-z0-9._-]{1,249}")
+
+
+class ConfigError(ValueError):
+    """Configuration is invalid; ``problems`` lists every bad variable."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        lines = "\n".join(f"  - {p}" for p in problems)
+        super().__init__(f"invalid configuration ({len(problems)} problem(s)):\n{lines}")
+
+
+class InvalidEventPolicy(enum.StrEnum):
+    """What to do with a body that can never be a valid event."""
+
+    DEADLETTER = "deadletter"
+    REJECT = "reject"
+
+
+class Compression(enum.StrEnum):
+    """Kafka record batch compression codecs."""
+
+    NONE = "none"
+    GZIP = "gzip"
+    SNAPPY = "snappy"
+    LZ4 = "lz4"
+    ZSTD = "zstd"
+
+
+class LogLevel(enum.StrEnum):
+    """Log levels accepted by ``BRIDGE_LOG_LEVEL``."""
+
+    DEBUG = "debug"
+    INFO = "info"
+    WARNING = "warning"
+    ERROR = "error"
+
+
+@dataclass(frozen=True, slots=True)
+class KafkaSettings:
+    """How the producer talks to Kafka. ``acks`` is always ``all``."""
+
+    bootstrap_servers: tuple[str, ...]
+    client_id: str = "altinn-kafka-bridge"
+    enable_idempotence: bool = True
+    compression: Compression = Compression.NONE
+    linger_ms: int = 0
+    publish_timeout_s: float = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class HttpSettings:
+    """The HTTP server."""
+
+    host: str = "0.0.0.0"  # noqa: S104 - see VARIABLES["BRIDGE_HTTP_HOST"]
+    port: int = 8080
+    max_body_bytes: int = 65536
+
+
+@dataclass(frozen=True, slots=True)
+class TopicRoute:
+    """One routing table entry: a type or glob (lower case) and its topic."""
+
+    pattern: str
+    topic: str
+
+
+@dataclass(frozen=True, slots=True)
+class TopicSettings:
+    """Where events go; see :mod:`bridge.routing`."""
+
+    prefix: str = "altinn.correspondence"
+    routes: tuple[TopicRoute, ...] = ()
+    unknown: str = "altinn.correspondence.unknown"
+    deadletter: str = "altinn.correspondence.deadletter"
+
+
+@dataclass(frozen=True, slots=True)
+class FilterSettings:
+    """Local filters (Altinn refuses source/alternativesubject filters). Empty = all pass."""
+
+    sources: tuple[str, ...] = ()
+    resources: tuple[str, ...] = ()
+    alternativesubjects: tuple[str, ...] = ()
+    types: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class HealthSettings:
+    """Readiness checking."""
+
+    ready_check_interval_s: float = 5.0
+    ready_check_timeout_s: float = 2.0
+
+
+@dataclass(frozen=True, slots=True)
+class ShutdownSettings:
+    """What happens after SIGTERM."""
+
+    drain_s: float = 3.0
+    grace_s: float = 25.0
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything the bridge is configured with. Build with :meth:`from_env`."""
+
+    kafka: KafkaSettings
+    http: HttpSettings = field(default_factory=HttpSettings)
+    topics: TopicSettings = field(default_factory=TopicSettings)
+    filters: FilterSettings = field(default_factory=FilterSettings)
+    invalid_event_policy: InvalidEventPolicy = InvalidEventPolicy.DEADLETTER
+    health: HealthSettings = field(default_factory=HealthSettings)
+    shutdown: ShutdownSettings = field(default_factory=ShutdownSettings)
+    log_level: LogLevel = LogLevel.INFO
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> Settings:
+        """Build settings from environment-like ``env``; raise :class:`ConfigError` listing all problems."""
+        r = _Reader(env)
+        kafka = KafkaSettings(
+            bootstrap_servers=r.get("KAFKA_BOOTSTRAP_SERVERS", _bootstrap, ()),
+            client_id=r.get("KAFKA_CLIENT_ID", _nonempty, "altinn-kafka-bridge"),
+            enable_idempotence=r.get("KAFKA_ENABLE_IDEMPOTENCE", _bool, True),
+            compression=r.get("KAFKA_COMPRESSION", _enum(Compression), Compression.NONE),
+            linger_ms=r.get("KAFKA_LINGER_MS", _int_range(0, 60_000), 0),
+            publish_timeout_s=r.get("BRIDGE_PUBLISH_TIMEOUT_S", _seconds(0.1, 40.0), 10.0),
+        )
+        http = HttpSettings(
+            host=r.get("BRIDGE_HTTP_HOST", _nonempty, "0.0.0.0"),  # noqa: S104
+            port=r.get("BRIDGE_HTTP_PORT", _int_range(1, 65535), 8080),
+            max_body_bytes=r.get("BRIDGE_MAX_BODY_BYTES", _int_range(1024, 64 * 1024 * 1024), 65536),
+        )
+        prefix = r.get("BRIDGE_TOPIC_PREFIX", _topic_prefix, "altinn.correspondence")
+        topics = TopicSettings(
+            prefix=prefix,
+            routes=r.get("BRIDGE_TOPIC_ROUTES", _routes, ()),
+            unknown=r.get("BRIDGE_TOPIC_UNKNOWN", _topic, f"{prefix}.unknown"),
+            deadletter=r.get("BRIDGE_TOPIC_DEADLETTER", _topic, f"{prefix}.deadletter"),
+        )
+        filters = FilterSettings(
+            sources=r.get("BRIDGE_FILTER_SOURCES", _sources, ()),
+            resources=r.get("BRIDGE_FILTER_RESOURCES", _csv, ()),
+            alternativesubjects=r.get("BRIDGE_FILTER_ALTERNATIVESUBJECTS", _csv, ()),
+            types=r.get("BRIDGE_FILTER_TYPES", _types, ()),
+        )
+        health = HealthSettings(
+            ready_check_interval_s=r.get("BRIDGE_READY_CHECK_INTERVAL_S", _seconds(0.0, 300.0), 5.0),
+            ready_check_timeout_s=r.get("BRIDGE_READY_CHECK_TIMEOUT_S", _seconds(0.1, 60.0), 2.0),
+        )
+        shutdown = ShutdownSettings(
+            drain_s=r.get("BRIDGE_SHUTDOWN_DRAIN_S", _seconds(0.0, 300.0), 3.0),
+            grace_s=r.get("BRIDGE_SHUTDOWN_GRACE_S", _seconds(1.0, 600.0), 25.0),
+        )
+        if shutdown.drain_s >= shutdown.grace_s:
+            r.problems.append(
+                f"BRIDGE_SHUTDOWN_DRAIN_S ({shutdown.drain_s:g}) must be less than "
+                f"BRIDGE_SHUTDOWN_GRACE_S ({shutdown.grace_s:g})"
+            )
+        settings = cls(
+            kafka=kafka,
+            http=http,
+            topics=topics,
+            filters=filters,
+            invalid_event_policy=r.get(
+                "BRIDGE_INVALID_EVENT_POLICY", _enum(InvalidEventPolicy), InvalidEventPolicy.DEADLETTER
+            ),
+            health=health,
+            shutdown=shutdown,
+            log_level=r.get("BRIDGE_LOG_LEVEL", _enum(LogLevel), LogLevel.INFO),
+        )
+        if r.problems:
+            raise ConfigError(r.problems)
+        return settings
+
+    def describe(self) -> dict[str, object]:
+        """The effective configuration as plain data, for the start-up log line."""
+        k, t, f = self.kafka, self.topics, self.filters
+        return {
+            "kafka_bootstrap_servers": list(k.bootstrap_servers),
+            "kafka_client_id": k.client_id,
+            "kafka_enable_idempotence": k.enable_idempotence,
+            "kafka_compression": str(k.compression),
+            "kafka_linger_ms": k.linger_ms,
+            "publish_timeout_s": k.publish_timeout_s,
+            "http": f"{self.http.host}:{self.http.port}",
+            "max_body_bytes": self.http.max_body_bytes,
+            "topic_prefix": t.prefix,
+            "topic_routes": {r.pattern: r.topic for r in t.routes},
+            "topic_unknown": t.unknown,
+            "topic_deadletter": t.deadletter,
+            "invalid_event_policy": str(self.invalid_event_policy),
+            "filter_sources": list(f.sources),
+            "filter_resources": list(f.resources),
+            "filter_alternativesubjects": list(f.alternativesubjects),
+            "filter_types": list(f.types),
+            "shutdown_drain_s": self.shutdown.drain_s,
+            "shutdown_grace_s": self.shutdown.grace_s,
+        }
+
+
+def unknown_variables(env: Mapping[str, str]) -> list[str]:
+    """``BRIDGE_*`` names in ``env`` that the bridge does not read (likely typos).
+
+    Only reported, not fatal: Kubernetes injects ``<SERVICE>_PORT`` style
+    variables for every Service, so a Service named "bridge" would add some.
+    """
+    return sorted(n for n in env if n.startswith("BRIDGE_") and n not in VARIABLES)
+
+
+# --- parsing helpers -------------------------------------------------------
+
+
+class _Reader:
+    """Reads variables, collecting problems instead of stopping at the first."""
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self.env = env
+        self.problems: list[str] = []
+
+    def get(self, name: str, parse: Callable[[str], T], fallback: T) -> T:
+        var = VARIABLES[name]
+        raw = self.env.get(name)
+        if raw is None:
+            raw = var.default
+        if raw is None:
+            self.problems.append(f"{name} is required: {var.help}")
+            return fallback
+        try:
+            return parse(raw.strip())
+        except ValueError as exc:
+            shown = "<redacted>" if var.secret else repr(raw)
+            self.problems.append(f"{name}={shown}: {exc}")
+            return fallback
+
+
+def _csv(raw: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in raw.split(",") if part.strip())
+
+
+def _nonempty(raw: str) -> str:
+    if not raw:
+        raise ValueError("must not be empty")
+    return raw
+
+
+def _bool(raw: str) -> bool:
+    lowered = raw.lower()
+    if lowered in ("true", "1", "yes", "on"):
+        return True
+    if lowered in ("false", "0", "no", "off"):
+        return False
+    raise ValueError("expected true or false")
+
+
+def _int_range(low: int, high: int) -> Callable[[str], int]:
+    def parse(raw: str) -> int:
+        try:
+            value = int(raw)
+        except ValueError:
+            raise ValueError("expected a whole number") from None
+        if not low <= value <= high:
+            raise ValueError(f"must be between {low} and {high}")
+        return value
+
+    return parse
+
+
+def _seconds(low: float, high: float) -> Callable[[str], float]:
+    def parse(raw: str) -> float:
+        try:
+            value = float(raw)
+        except ValueError:
+            raise ValueError("expected a number of seconds") from None
+        if not low <= value <= high:
+            raise ValueError(f"must be between {low:g} and {high:g} seconds")
+        return value
+
+    return parse
+
+
+E = TypeVar("E", bound=enum.StrEnum)
+
+
+def _enum(kind: type[E]) -> Callable[[str], E]:
+    def parse(raw: str) -> E:
+        try:
+            return kind(raw.lower())
+        except ValueError:
+            allowed = ", ".join(m.value for m in kind)
+            raise ValueError(f"expected one of: {allowed}") from None
+
+    return parse
+
+
+def _bootstrap(raw: str) -> tuple[str, ...]:
+    servers = _csv(raw)
+    if not servers:
+        raise ValueError("must name at least one host:port")
+    for server in servers:
+        host, sep, port = server.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"{server!r} is not host:port")
+    return servers
+
+
+def _topic(raw: str) -> str:
+    if not _TOPIC_NAME.fullmatch(raw) or raw in (".", ".."):
+        raise ValueError("not a legal Kafka topic name (letters, digits, '.', '_', '-'; 1-249 chars)")
+    return raw
+
+
+def _topic_prefix(raw: str) -> str:
+    # The longest suffix appended is a type name of ~45 chars; keep room for it.
+    if len(raw) > 190:
+        raise ValueError("too long for topic names built from it (max 190 chars)")
+    return _topic(raw)
+
+
+def _routes(raw: str) -> tuple[TopicRoute, ...]:
+    routes = []
+    for entry in _csv(raw):
+        pattern, sep, topic = entry.partition("=")
+        if not sep or not pattern.strip():
+            raise ValueError(f"entry {entry!r} is not pattern=topic")
+        try:
+            routes.append(TopicRoute(pattern.strip().lower(), _topic(topic.strip())))
+        except ValueError as exc:
+            raise ValueError(f"entry {entry!r}: topic {exc}") from None
+    return tuple(routes)
+
+
+def _sources(raw: str) -> tuple[str, ...]:
+    sources = []
+    for entry in _csv(raw):
+        preset = SOURCE_PRESETS.get(entry.lower())
+        if preset is not None:
+            sources.append(preset)
+        elif entry.startswith(("https://", "http://")):
+            sources.append(entry)
+        else:
+            presets = ", ".join(SOURCE_PRESETS)
+            raise ValueError(f"{entry!r} is neither a preset ({presets}) nor an http(s) URL")
+    return tuple(sources)
+
+
+def _types(raw: str) -> tuple[str, ...]:
+    prefix = "no.altinn.correspondence."
+    return tuple(t.lower() if "." in t else prefix + t.lower() for t in _csv(raw))

@@ -1,0 +1,82 @@
+"""Domain errors, each knowing its HTTP status and whether a retry can help.
+
+One middleware (:mod:`bridge.middleware`) turns them into RFC 9457
+``application/problem+json`` answers; handlers never build error responses.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+
+class BridgeError(Exception):
+    """Base of every error answered to a client.
+
+    ``slug`` becomes the problem ``type`` URI; ``outcome`` is the value of the
+    events metric's ``outcome`` label; ``retry_after_s`` adds a Retry-After header.
+    """
+
+    status: ClassVar[int] = 500
+    title: ClassVar[str] = "Internal error"
+    slug: ClassVar[str] = "internal-error"
+    outcome: ClassVar[str] = "error"
+    retryable: ClassVar[bool] = True
+
+    def __init__(self, detail: str, *, retry_after_s: int | None = None, **extra: object) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.retry_after_s = retry_after_s
+        self.extra = extra
+
+
+class UnsupportedMediaType(BridgeError):
+    """The request's content type is not one the endpoint takes."""
+
+    status = 415
+    title = "Unsupported media type"
+    slug = "unsupported-media-type"
+    outcome = "rejected"
+    retryable = False
+
+
+class InvalidEventRejected(BridgeError):
+    """An invalid event under the ``reject`` policy."""
+
+    status = 400
+    title = "Invalid event"
+    slug = "invalid-event"
+    outcome = "rejected"
+    retryable = False
+
+
+class KafkaUnavailable(BridgeError):
+    """Kafka did not acknowledge in time or refused; the sender should retry."""
+
+    status = 503
+    title = "Kafka unavailable"
+    slug = "kafka-unavailable"
+    outcome = "unavailable"
+    retryable = True
+
+
+class ShuttingDown(BridgeError):
+    """The bridge is draining before exit; the sender should retry (elsewhere)."""
+
+    status = 503
+    title = "Shutting down"
+    slug = "shutting-down"
+    outcome = "unavailable"
+    retryable = True
+
+
+class PublishError(Exception):
+    """Raised by a :class:`~bridge.publisher.Publisher` when a record was not acknowledged.
+
+    ``kind`` is a bounded label for the producer-errors metric (``timeout`` or
+    the Kafka error class name).
+    """
+
+    def __init__(self, kind: str, detail: str) -> None:
+        super().__init__(detail)
+        self.kind = kind
+        self.detail = detail

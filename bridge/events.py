@@ -1,0 +1,216 @@
+"""Parse and validate the CloudEvents Altinn pushes. Pure: no framework imports.
+
+What Altinn really sends is described in ``docs``/the README; the short version:
+one structured CloudEvent per POST, ``specversion`` 1.0, Correspondence's own
+attributes ``resource`` and ``resourceinstance``, ``time`` with up to seven
+fractional digits, and a separate subscription-validation event that has none of
+the Correspondence attributes.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Final
+
+import orjson
+
+CORRESPONDENCE_PREFIX: Final = "no.altinn.correspondence."
+VALIDATION_TYPE: Final = "platform.events.validatesubscription"
+
+#: The types Correspondence emits today (short names, lower case). Altinn adds
+#: new ones every few months; a type not listed here is still published (to the
+#: fallback topic), it is only "unknown" for routing and metric labels.
+KNOWN_TYPES: Final = frozenset(
+    {
+        "attachmentinitialized",
+        "attachmentpublished",
+        "attachmentuploadfailed",
+        "attachmentexpired",
+        "correspondenceinitialized",
+        "correspondencepublished",
+        "correspondencepublishfailed",
+        "correspondencepurged",
+        "correspondencereceiverread",
+        "correspondencereceiverconfirmed",
+        "correspondencereceiverneverread",
+        "correspondencereceiverneverconfirmed",
+        "notificationcreated",
+        "correspondencenotificationcreationfailed",
+        "correspondencenotificationfailed",
+        "correspondencenotificationallfailed",
+        "correspondencenotificationdelivered",
+        "correspondencenotificationreminderdelivered",
+    }
+)
+
+# RFC 3339 date-time: full date, "T" (any case), time with optional fraction of
+# any length, and "Z" or a numeric offset. datetime.fromisoformat alone accepts
+# far more (basic format, missing seconds), so the shape is checked first.
+_RFC3339 = re.compile(
+    r"(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?([Zz]|[+-]\d{2}:\d{2})"
+)
+
+
+class InvalidEvent(ValueError):
+    """A body that can never become a valid event; permanent, never retried.
+
+    ``reason`` is a short stable code (used in dead-letter headers), ``field``
+    names the offending attribute when there is one, ``detail`` is for humans.
+    """
+
+    def __init__(self, reason: str, detail: str, field: str | None = None) -> None:
+        super().__init__(detail)
+        self.reason = reason
+        self.detail = detail
+        self.field = field
+
+
+@dataclass(frozen=True, slots=True)
+class ValidationHandshake:
+    """Altinn's subscription validation event: answered 2xx, never published."""
+
+    id: str
+    source: str
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """A valid Correspondence event. ``raw`` holds the bytes exactly as received."""
+
+    raw: bytes
+    id: str
+    source: str
+    type: str
+    specversion: str
+    resource: str
+    resourceinstance: str
+    time: str | None
+    time_parsed: datetime | None
+    subject: str | None
+    alternativesubject: str | None
+
+    @property
+    def short_type(self) -> str | None:
+        """The lower-case name after ``no.altinn.correspondence.``, if it has that prefix."""
+        lowered = self.type.lower()
+        if lowered.startswith(CORRESPONDENCE_PREFIX):
+            return lowered[len(CORRESPONDENCE_PREFIX) :]
+        return None
+
+    @property
+    def is_known_type(self) -> bool:
+        """True for the 18 types Correspondence emits today (case-insensitive)."""
+        return self.short_type in KNOWN_TYPES
+
+
+def parse_time(value: str) -> datetime:
+    """Parse an RFC 3339 timestamp; any number of fractional digits, any offset.
+
+    Digits beyond microseconds are dropped (Altinn sends seven). Raises
+    ``ValueError`` for anything that is not RFC 3339 or not a real instant.
+    """
+    match = _RFC3339.fullmatch(value)
+    if match is None:
+        raise ValueError("not an RFC 3339 date-time")
+    year, month, day, hour, minute, second, fraction, offset = match.groups()
+    micro = (fraction or "")[:6].ljust(6, "0")
+    # A leap second (":60") is legal RFC 3339 but not a Python datetime.
+    sec = min(int(second), 59)
+    tz = "+00:00" if offset in ("Z", "z") else offset
+    return datetime.fromisoformat(
+        f"{year}-{month}-{day}T{hour}:{minute}:{sec:02d}.{micro}{tz}"
+    )
+
+
+def _optional(attrs: Mapping[str, Any], name: str) -> str | None:
+    value = attrs.get(name)
+    if value is None or isinstance(value, str):
+        return value
+    raise InvalidEvent(
+        "invalid_attribute",
+        f"attribute '{name}' must be a string, got {type(value).__name__}",
+        name,
+    )
+
+
+def _required(attrs: Mapping[str, Any], name: str) -> str:
+    value = _optional(attrs, name)
+    if value is None:
+        raise InvalidEvent("missing_attribute", f"required attribute '{name}' is missing", name)
+    if not value:
+        raise InvalidEvent("invalid_attribute", f"attribute '{name}' must not be empty", name)
+    return value
+
+
+def parse_event(body: bytes) -> Event | ValidationHandshake:
+    """Parse one structured-mode CloudEvent from ``body``.
+
+    Returns a :class:`ValidationHandshake` for Altinn's subscription validation
+    event, otherwise an :class:`Event`. Raises :class:`InvalidEvent` naming the
+    field or cause for anything that can never be valid.
+    """
+    try:
+        attrs = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidEvent("invalid_json", f"body is not valid JSON: {exc}") from None
+    if not isinstance(attrs, dict):
+        kind = "an array" if isinstance(attrs, list) else f"a JSON {type(attrs).__name__}"
+        raise InvalidEvent("not_an_object", f"body must be one JSON object (a CloudEvent), got {kind}")
+
+    specversion = _required(attrs, "specversion")
+    if specversion != "1.0":
+        raise InvalidEvent(
+            "unsupported_specversion",
+            f"attribute 'specversion' must be \"1.0\", got {specversion!r}",
+            "specversion",
+        )
+    event_id = _required(attrs, "id")
+    source = _required(attrs, "source")
+    event_type = _required(attrs, "type")
+
+    if event_type.lower() == VALIDATION_TYPE:
+        return ValidationHandshake(id=event_id, source=source)
+
+    resource = _required(attrs, "resource")
+    resourceinstance = _required(attrs, "resourceinstance")
+
+    time = _optional(attrs, "time")
+    time_parsed = None
+    if time is not None:
+        try:
+            time_parsed = parse_time(time)
+        except ValueError:
+            raise InvalidEvent(
+                "invalid_attribute",
+                f"attribute 'time' must be an RFC 3339 date-time, got {time[:64]!r}",
+                "time",
+            ) from None
+
+    return Event(
+        raw=body,
+        id=event_id,
+        source=source,
+        type=event_type,
+        specversion=specversion,
+        resource=resource,
+        resourceinstance=resourceinstance,
+        time=time,
+        time_parsed=time_parsed,
+        subject=_optional(attrs, "subject"),
+        alternativesubject=_optional(attrs, "alternativesubject"),
+    )
+
+
+__all__ = [
+    "CORRESPONDENCE_PREFIX",
+    "KNOWN_TYPES",
+    "VALIDATION_TYPE",
+    "Event",
+    "InvalidEvent",
+    "ValidationHandshake",
+    "parse_event",
+    "parse_time",
+]

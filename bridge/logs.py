@@ -1,0 +1,112 @@
+"""Structured JSON logs on stdout, with national identity numbers masked.
+
+structlog renders with orjson straight to bytes; the standard library's loggers
+(aiohttp, aiokafka) go through the same processors, so every line is JSON and
+every line is masked.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from typing import Any, BinaryIO
+
+import orjson
+import structlog
+from structlog.typing import EventDict, Processor, WrappedLogger
+
+from bridge.config import LogLevel
+
+# An 11-digit run not inside a longer one: Norwegian fødselsnummer/D-number.
+# Masking a few false positives (other 11-digit numbers) is the safe side.
+_NATIONAL_ID = re.compile(r"(?<!\d)\d{11}(?!\d)")
+MASK = "***********"
+
+
+def mask_national_ids(text: str) -> str:
+    """``text`` with every 11-digit national identity number replaced by asterisks."""
+    return _NATIONAL_ID.sub(MASK, text)
+
+
+def _mask_value(value: Any) -> Any:
+    if isinstance(value, str):
+        return mask_national_ids(value)
+    if isinstance(value, dict):
+        return {k: _mask_value(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_mask_value(v) for v in value]
+    return value
+
+
+def mask_processor(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
+    """structlog processor: mask national identity numbers in every string value."""
+    for key, value in event_dict.items():
+        event_dict[key] = _mask_value(value)
+    return event_dict
+
+
+def _orjson_str(obj: Any, **_: Any) -> str:
+    return orjson.dumps(obj, default=str).decode()
+
+
+def _orjson_bytes(obj: Any, **_: Any) -> bytes:
+    return orjson.dumps(obj, default=str)
+
+
+class _BinaryStreamHandler(logging.Handler):
+    """Writes formatted records as UTF-8 lines to a binary stream.
+
+    Not ``StreamHandler(TextIOWrapper(...))``: a wrapper closes the stream it wraps
+    when it is garbage-collected, which would close stdout on reconfiguration.
+    """
+
+    def __init__(self, stream: BinaryIO) -> None:
+        super().__init__()
+        self.stream = stream
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            line = self.format(record).encode("utf-8", "backslashreplace") + b"\n"
+            with self.lock:  # type: ignore[union-attr]  # created by Handler.__init__
+                self.stream.write(line)
+                self.stream.flush()
+        except Exception:  # noqa: BLE001 - logging must never raise into the caller
+            self.handleError(record)
+
+
+def configure_logging(level: LogLevel, stream: BinaryIO | None = None) -> None:
+    """Send structlog and standard-library logging to ``stream`` (stdout) as JSON lines."""
+    out = stream if stream is not None else sys.stdout.buffer
+    numeric = logging.getLevelNamesMapping()[level.value.upper()]
+    shared: list[Processor] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        structlog.processors.format_exc_info,
+        mask_processor,
+    ]
+    structlog.configure(
+        processors=[*shared, structlog.processors.JSONRenderer(serializer=_orjson_bytes)],
+        wrapper_class=structlog.make_filtering_bound_logger(numeric),
+        logger_factory=structlog.BytesLoggerFactory(out),
+        cache_logger_on_first_use=False,
+    )
+    handler = _BinaryStreamHandler(out)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=[structlog.stdlib.add_logger_name, *shared],
+            processor=structlog.processors.JSONRenderer(serializer=_orjson_str),
+        )
+    )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(numeric)
+
+
+def get_logger(name: str) -> Any:
+    """A structlog logger whose lines carry ``component=name``."""
+    return structlog.get_logger(component=name)
+
+
+__all__ = ["MASK", "configure_logging", "get_logger", "mask_national_ids", "mask_processor"]

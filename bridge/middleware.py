@@ -1,0 +1,110 @@
+"""Two middlewares: one canonical log line + request metric per request, and
+errors → RFC 9457 problem+json. Handlers raise; they never build error bodies."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import orjson
+from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
+
+from bridge.errors import BridgeError
+from bridge.logs import get_logger
+from bridge.metrics import Metrics
+
+PROBLEM_CONTENT_TYPE = "application/problem+json"
+PROBLEM_BASE = "urn:altinn-kafka-bridge:problem:"
+
+#: Per-request dict that handlers fill with fields for the request's log line.
+LOG_FIELDS = web.RequestKey("log_fields", dict)
+
+_log = get_logger("bridge.http")
+
+
+def problem_response(
+    status: int,
+    title: str,
+    detail: str,
+    slug: str,
+    *,
+    retry_after_s: int | None = None,
+    extra: dict[str, object] | None = None,
+) -> web.Response:
+    """An ``application/problem+json`` response (RFC 9457)."""
+    body: dict[str, object] = {
+        "type": PROBLEM_BASE + slug,
+        "title": title,
+        "status": status,
+        "detail": detail,
+    }
+    if extra:
+        body.update({k: v for k, v in extra.items() if v is not None})
+    response = web.Response(status=status, body=orjson.dumps(body), content_type=PROBLEM_CONTENT_TYPE)
+    if retry_after_s is not None:
+        response.headers["Retry-After"] = str(retry_after_s)
+    return response
+
+
+def _slug(reason: str) -> str:
+    return reason.lower().replace(" ", "-")
+
+
+@web.middleware
+async def problem_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Turn :class:`BridgeError`, aiohttp's HTTP errors and bugs into problem+json."""
+    try:
+        return await handler(request)
+    except BridgeError as exc:
+        request[LOG_FIELDS].update(outcome=exc.outcome, detail=exc.detail)
+        return problem_response(
+            exc.status, exc.title, exc.detail, exc.slug, retry_after_s=exc.retry_after_s, extra=exc.extra
+        )
+    except web.HTTPException as exc:
+        if exc.status < 400:  # noqa: PLR2004 - redirects and successes pass through
+            raise
+        response = problem_response(exc.status, exc.reason, exc.text or exc.reason, _slug(exc.reason))
+        for name in ("Allow",):
+            if name in exc.headers:
+                response.headers[name] = exc.headers[name]
+        return response
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        _log.exception("unhandled error", method=request.method)
+        return problem_response(
+            500, "Internal error", "unexpected error in the bridge; it has been logged", "internal-error"
+        )
+
+
+def access_middleware(metrics: Metrics) -> Middleware:
+    """One log line and one request-duration observation per request."""
+
+    @web.middleware
+    async def access(request: web.Request, handler: Handler) -> web.StreamResponse:
+        fields: dict[str, Any] = {}
+        request[LOG_FIELDS] = fields
+        started = time.perf_counter()
+        status = 499  # client went away before an answer (cancelled)
+        try:
+            response = await handler(request)
+            status = response.status
+            return response
+        finally:
+            elapsed = time.perf_counter() - started
+            resource = request.match_info.route.resource
+            route = resource.canonical if resource is not None else "unmatched"
+            metrics.request_seconds.labels(route, request.method, str(status)).observe(elapsed)
+            if route not in ("/metrics", "/healthz", "/readyz") or status >= 500:  # noqa: PLR2004
+                _log.info(
+                    "request",
+                    method=request.method,
+                    route=route,
+                    status=status,
+                    duration_ms=round(elapsed * 1000, 3),
+                    **fields,
+                )
+
+    return access

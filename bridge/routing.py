@@ -1,0 +1,88 @@
+"""Event type → Kafka topic, key and headers. Pure: no framework imports.
+
+Default: one topic per known type, ``<prefix>.<type name>``. A routing table in
+the settings overrides it (exact types first, then globs in order). Types the
+bridge does not know go to the fallback topic, so nothing Altinn adds is lost.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from fnmatch import fnmatchcase
+
+from bridge.config import TopicSettings
+from bridge.events import CORRESPONDENCE_PREFIX, KNOWN_TYPES, Event
+
+RECORD_CONTENT_TYPE = b"application/cloudevents+json; charset=utf-8"
+
+Headers = list[tuple[str, bytes]]
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """Where and how one event is written."""
+
+    topic: str
+    key: bytes
+    headers: Headers
+
+
+class Router:
+    """Decides the topic of an event type; built once from :class:`TopicSettings`."""
+
+    def __init__(self, settings: TopicSettings) -> None:
+        self._settings = settings
+        self._exact = {r.pattern: r.topic for r in settings.routes if not _is_glob(r.pattern)}
+        self._globs = [(r.pattern, r.topic) for r in settings.routes if _is_glob(r.pattern)]
+        # Known types are decided once; unknown ones (rare) are decided per call.
+        self._known = {
+            CORRESPONDENCE_PREFIX + name: self._decide(CORRESPONDENCE_PREFIX + name)
+            for name in KNOWN_TYPES
+        }
+
+    def topic_for(self, event_type: str) -> str:
+        """The topic an event of ``event_type`` is written to (case-insensitive)."""
+        lowered = event_type.lower()
+        return self._known.get(lowered) or self._decide(lowered)
+
+    def _decide(self, lowered: str) -> str:
+        topic = self._exact.get(lowered)
+        if topic is not None:
+            return topic
+        for pattern, glob_topic in self._globs:
+            if fnmatchcase(lowered, pattern):
+                return glob_topic
+        if lowered.startswith(CORRESPONDENCE_PREFIX):
+            name = lowered[len(CORRESPONDENCE_PREFIX) :]
+            if name in KNOWN_TYPES:
+                return f"{self._settings.prefix}.{name}"
+        return self._settings.unknown
+
+    def all_topics(self) -> list[str]:
+        """Every topic this configuration can write to, for provisioning."""
+        topics = set(self._known.values())
+        topics.update(r.topic for r in self._settings.routes)
+        topics.add(self._settings.unknown)
+        topics.add(self._settings.deadletter)
+        return sorted(topics)
+
+    def route(self, event: Event) -> Route:
+        """Topic, key (``resourceinstance``) and CloudEvents headers for ``event``."""
+        headers: Headers = [
+            ("content-type", RECORD_CONTENT_TYPE),
+            ("ce_specversion", event.specversion.encode()),
+            ("ce_id", event.id.encode()),
+            ("ce_source", event.source.encode()),
+            ("ce_type", event.type.encode()),
+        ]
+        if event.time is not None:
+            headers.append(("ce_time", event.time.encode()))
+        return Route(
+            topic=self.topic_for(event.type),
+            key=event.resourceinstance.encode(),
+            headers=headers,
+        )
+
+
+def _is_glob(pattern: str) -> bool:
+    return any(c in pattern for c in "*?[")

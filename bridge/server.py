@@ -1,0 +1,81 @@
+"""Run the app: listen, then on SIGTERM/SIGINT drain and stop within the grace period.
+
+Order: readiness fails and new requests get 503 at once → keep answering for
+``drain_s`` so load balancers notice → wait for in-flight requests → aiohttp
+closes the listener and runs cleanup (the producer flushes and stops). Every
+wait is bounded by ``grace_s`` from the signal; what is cut short is logged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+
+from aiohttp import web
+
+from bridge import __version__
+from bridge.app import create_app
+from bridge.config import Settings
+from bridge.logs import get_logger
+from bridge.state import BRIDGE, Bridge
+
+_log = get_logger("bridge.server")
+
+
+async def serve(settings: Settings) -> None:
+    """Serve until SIGTERM or SIGINT, then shut down gracefully."""
+    app = create_app(settings)
+    bridge = app[BRIDGE]
+    # Our own drain waits for in-flight requests first; what aiohttp still finds
+    # running at cleanup gets this long before it is cancelled.
+    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
+    await runner.setup()
+    site = web.TCPSite(runner, settings.http.host, settings.http.port)
+    try:
+        await site.start()
+    except OSError:
+        await runner.cleanup()
+        raise
+
+    signals = asyncio.Queue[int]()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, signals.put_nowait, sig)
+
+    _log.info(
+        "started",
+        version=__version__,
+        listening=f"http://{settings.http.host}:{settings.http.port}",
+        config=settings.describe(),
+    )
+    received = await signals.get()
+    await _shutdown(runner, bridge, signals, signal.Signals(received).name)
+
+
+async def _shutdown(runner: web.AppRunner, bridge: Bridge, signals: asyncio.Queue[int], name: str) -> None:
+    cfg = bridge.settings.shutdown
+    started = time.monotonic()
+    deadline = started + cfg.grace_s
+    bridge.shutdown_deadline = deadline
+    bridge.readiness.draining = True
+    bridge.metrics.ready.set(0)
+    _log.info("draining", signal=name, drain_s=cfg.drain_s, grace_s=cfg.grace_s)
+
+    # Keep answering (503) while load balancers catch up; a second signal skips it.
+    try:
+        async with asyncio.timeout(cfg.drain_s):
+            await signals.get()
+            _log.info("second signal: skipping the drain period")
+    except TimeoutError:
+        pass
+
+    # Requests already in flight finish their publish (each bounded by the publish timeout).
+    while bridge.in_flight and time.monotonic() < deadline - 1.0:
+        await asyncio.sleep(0.05)
+    if bridge.in_flight:
+        _log.error("grace period over with requests in flight", in_flight=bridge.in_flight)
+
+    # Stops the listener, cancels what is left after shutdown_timeout, runs cleanup_ctx.
+    await runner.cleanup()
+    _log.info("stopped", took_s=round(time.monotonic() - started, 3))

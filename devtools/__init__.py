@@ -1,0 +1,1 @@
+"""Development helpers: the local Kafka-protocol broker and `make run`. Not shipped."""
