@@ -1,0 +1,231 @@
+"""Post events as Altinn does to a real bridge process; read Kafka back with confluent-kafka."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+
+import orjson
+import pytest
+
+from devtools.show_topic import read_topics
+from tests.conftest import ALTINN_CONTENT_TYPE, INVALID, VALID, VALIDATION_FIXTURE
+from tests.integration.conftest import DEFAULT_TOPICS, wait_for_status
+
+pytestmark = pytest.mark.integration
+
+EVENTS = "/api/v1/events"
+
+
+def _expected_topic(event: dict[str, object]) -> str:
+    name = str(event["type"]).lower().removeprefix("no.altinn.correspondence.")
+    topic = f"altinn.correspondence.{name}"
+    return topic if topic in DEFAULT_TOPICS else "altinn.correspondence.unknown"
+
+
+async def _post(http, url: str, body: bytes, content_type: str = ALTINN_CONTENT_TYPE):
+    async with http.post(url + EVENTS, data=body, headers={"Content-Type": content_type}) as response:
+        return response.status, await response.read()
+
+
+async def test_every_valid_fixture_lands_byte_for_byte(kafka_bootstrap, start_bridge, http):
+    bridge = start_bridge(kafka_bootstrap)
+    await wait_for_status(http, bridge.url + "/readyz", 200)
+
+    answers = {}
+    for path in VALID:
+        status, body = await _post(http, bridge.url, path.read_bytes())
+        assert status == 200, (path.name, body)
+        answers[path.name] = orjson.loads(body)
+
+    records = read_topics(kafka_bootstrap, DEFAULT_TOPICS)
+    by_id = {}
+    for record in records:
+        by_id.setdefault(record["headers"].get("ce_id", b"").decode(), []).append(record)
+
+    for path in VALID:
+        if path == VALIDATION_FIXTURE:
+            continue
+        raw = path.read_bytes()
+        event = orjson.loads(raw)
+        found = by_id.get(event["id"], [])
+        assert len(found) == 1, f"{path.name}: expected exactly one record, found {len(found)}"
+        record = found[0]
+        assert record["topic"] == _expected_topic(event), path.name
+        assert record["value"] == raw, path.name
+        assert record["key"] == event["resourceinstance"].encode()
+        headers = record["headers"]
+        assert headers["content-type"] == b"application/cloudevents+json; charset=utf-8"
+        assert headers["ce_specversion"] == b"1.0"
+        assert headers["ce_type"] == event["type"].encode()
+        assert headers["ce_source"] == event["source"].encode()
+        assert headers["ce_time"] == event["time"].encode()
+        # What the bridge answered is where the record really is.
+        answer = answers[path.name]
+        assert (answer["topic"], answer["partition"], answer["offset"]) == (
+            record["topic"],
+            record["partition"],
+            record["offset"],
+        )
+
+    validation_id = orjson.loads(VALIDATION_FIXTURE.read_bytes())["id"].encode()
+    assert answers[VALIDATION_FIXTURE.name]["outcome"] == "validation"
+    assert not [r for r in records if validation_id in r["value"]], "validation event was published"
+
+    assert bridge.terminate() == 0
+
+
+async def test_invalid_bodies_land_in_the_deadletter_topic(kafka_bootstrap, start_bridge, http):
+    bridge = start_bridge(kafka_bootstrap)
+    await wait_for_status(http, bridge.url + "/readyz", 200)
+    before = len(read_topics(kafka_bootstrap, ["altinn.correspondence.deadletter"], idle_s=0.5))
+
+    reasons = {}
+    for path in INVALID:
+        status, body = await _post(http, bridge.url, path.read_bytes())
+        assert status == 200, (path.name, body)
+        answer = orjson.loads(body)
+        assert answer["outcome"] == "dead_lettered"
+        reasons[path.read_bytes()] = answer["reason"].encode()
+
+    records = read_topics(kafka_bootstrap, ["altinn.correspondence.deadletter"])[before:]
+    assert sorted(r["value"] for r in records) == sorted(reasons)
+    for record in records:
+        assert record["headers"]["dlq_reason"] == reasons[record["value"]]
+        assert record["headers"]["content-type"] == ALTINN_CONTENT_TYPE.encode()
+        assert record["headers"]["dlq_received_at"].endswith(b"Z")
+    assert bridge.terminate() == 0
+
+
+async def test_broker_outage_503_then_recovery_without_restart(durable_broker, start_bridge, http):
+    """Stop the broker: 503 within the publish timeout, /readyz 503, and no event
+    answered 2xx is missing from Kafka. Start it again: the same process recovers."""
+    publish_timeout_s = 2.0
+    bridge = start_bridge(
+        durable_broker.bootstrap,
+        BRIDGE_PUBLISH_TIMEOUT_S=str(publish_timeout_s),
+        BRIDGE_READY_CHECK_INTERVAL_S="0.2",
+        BRIDGE_READY_CHECK_TIMEOUT_S="1",
+    )
+    await wait_for_status(http, bridge.url + "/readyz", 200)
+    template = orjson.loads(VALID[5].read_bytes())  # correspondencepublished
+
+    acknowledged: set[str] = set()
+    refused: set[str] = set()
+
+    async def post_one(n: int) -> int:
+        event = {**template, "id": f"outage-{n:04d}", "resourceinstance": f"ri-{n:04d}"}
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        status, body = await _post(http, bridge.url, orjson.dumps(event))
+        took = loop.time() - started
+        if status == 200:
+            acknowledged.add(event["id"])
+        else:
+            assert status == 503, body
+            assert orjson.loads(body)["type"].endswith("kafka-unavailable")
+            # Bounded by the publish timeout (plus scheduling slack), far from Altinn's 45 s.
+            assert took < publish_timeout_s + 3.0, took
+            refused.add(event["id"])
+        return status
+
+    assert {await post_one(n) for n in range(10)} == {200}
+
+    durable_broker.stop()
+    statuses = [await post_one(n) for n in range(10, 15)]
+    assert statuses == [503] * 5
+    await wait_for_status(http, bridge.url + "/readyz", 503, timeout_s=10)
+    async with http.get(bridge.url + "/readyz") as response:
+        assert "broker" in (await response.json())["failing"]
+    async with http.get(bridge.url + "/healthz") as response:
+        assert response.status == 200  # liveness never depends on Kafka
+
+    durable_broker.start()
+    await wait_for_status(http, bridge.url + "/readyz", 200, timeout_s=30)
+    # The producer reconnects on its own; allow it a few attempts at most.
+    recovered = [await post_one(n) for n in range(15, 35)]
+    assert recovered[-10:] == [200] * 10, recovered
+
+    landed = {
+        r["headers"]["ce_id"].decode()
+        for r in read_topics(durable_broker.bootstrap, ["altinn.correspondence.correspondencepublished"])
+    }
+    assert acknowledged <= landed, f"answered 2xx but not in Kafka: {sorted(acknowledged - landed)}"
+    assert bridge.process is not None and bridge.process.poll() is None, "bridge restarted or died"
+    assert bridge.terminate() == 0
+
+
+async def test_starts_without_kafka_and_connects_when_it_appears(own_broker, start_bridge, http):
+    port = own_broker.port
+    own_broker.stop()
+    bridge = start_bridge(f"127.0.0.1:{port}")
+    await wait_for_status(http, bridge.url + "/healthz", 200)
+    async with http.get(bridge.url + "/readyz") as response:
+        assert response.status == 503
+        assert "producer" in (await response.json())["failing"]
+    status, body = await _post(http, bridge.url, VALID[0].read_bytes())
+    assert status == 503, body
+
+    own_broker.start()
+    from devtools.broker import create_topics  # noqa: PLC0415
+
+    await create_topics(own_broker.bootstrap, DEFAULT_TOPICS)
+    await wait_for_status(http, bridge.url + "/readyz", 200, timeout_s=30)
+    status, body = await _post(http, bridge.url, VALID[0].read_bytes())
+    assert status == 200, body
+    assert bridge.terminate() == 0
+
+
+async def test_sigterm_drains_finishes_in_flight_and_exits_zero(own_broker, start_bridge, http):
+    bridge = start_bridge(
+        own_broker.bootstrap,
+        BRIDGE_SHUTDOWN_DRAIN_S="1.5",
+        BRIDGE_SHUTDOWN_GRACE_S="15",
+        BRIDGE_PUBLISH_TIMEOUT_S="10",
+    )
+    await wait_for_status(http, bridge.url + "/readyz", 200)
+    template = orjson.loads(VALID[5].read_bytes())
+    events = [{**template, "id": f"inflight-{n}"} for n in range(5)]
+
+    own_broker.pause()
+    try:
+        in_flight = [asyncio.create_task(_post(http, bridge.url, orjson.dumps(e))) for e in events]
+        await asyncio.sleep(0.5)
+        assert not any(t.done() for t in in_flight), "publishes should be waiting on the paused broker"
+        assert bridge.process is not None
+        bridge.process.terminate()  # SIGTERM
+        await wait_for_status(http, bridge.url + "/readyz", 503, timeout_s=1.0)
+        status, body = await _post(http, bridge.url, orjson.dumps({**template, "id": "during-drain"}))
+        assert status == 503
+        assert orjson.loads(body)["type"].endswith("shutting-down")
+    finally:
+        own_broker.resume()
+
+    results = await asyncio.gather(*in_flight)
+    assert [status for status, _ in results] == [200] * 5
+    assert await asyncio.to_thread(bridge.process.wait, 15) == 0
+    landed = {
+        r["headers"]["ce_id"].decode()
+        for r in read_topics(own_broker.bootstrap, ["altinn.correspondence.correspondencepublished"])
+    }
+    assert {e["id"] for e in events} <= landed
+    assert "during-drain" not in landed
+    log = bridge.log()
+    assert '"event":"draining"' in log
+    assert '"event":"stopped"' in log
+
+
+def test_invalid_configuration_stops_startup_listing_every_problem():
+    result = subprocess.run(
+        [sys.executable, "-m", "bridge", "serve"],
+        env={"PATH": "/usr/bin:/bin", "BRIDGE_HTTP_PORT": "http", "BRIDGE_INVALID_EVENT_POLICY": "drop"},
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 2
+    for name in ("KAFKA_BOOTSTRAP_SERVERS", "BRIDGE_HTTP_PORT", "BRIDGE_INVALID_EVENT_POLICY"):
+        assert name in result.stderr
+    assert "3 problem(s)" in result.stderr
