@@ -54,6 +54,33 @@ def _orjson_bytes(obj: Any, **_: Any) -> bytes:
     return orjson.dumps(obj, default=str)
 
 
+class RepeatFilter(logging.Filter):
+    """Lets one record per (logger, message template) through every ``interval_s``.
+
+    aiokafka logs the same connection error several times a second while a
+    broker is down; one line per interval, with ``suppressed=N``, says as much.
+    """
+
+    def __init__(self, interval_s: float = 10.0) -> None:
+        super().__init__()
+        self.interval_s = interval_s
+        self._last: dict[tuple[str, object], tuple[float, int]] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        key = (record.name, record.msg)
+        now = record.created
+        last, suppressed = self._last.get(key, (float("-inf"), 0))
+        if now - last < self.interval_s:
+            self._last[key] = (last, suppressed + 1)
+            return False
+        if len(self._last) > 1000:  # noqa: PLR2004 - templates are few; never grow without bound
+            self._last.clear()
+        self._last[key] = (now, 0)
+        if suppressed:
+            record.suppressed = suppressed
+        return True
+
+
 class _BinaryStreamHandler(logging.Handler):
     """Writes formatted records as UTF-8 lines to a binary stream.
 
@@ -93,9 +120,10 @@ def configure_logging(level: LogLevel, stream: BinaryIO | None = None) -> None:
         cache_logger_on_first_use=False,
     )
     handler = _BinaryStreamHandler(out)
+    handler.addFilter(RepeatFilter())
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
-            foreign_pre_chain=[structlog.stdlib.add_logger_name, *shared],
+            foreign_pre_chain=[structlog.stdlib.add_logger_name, structlog.stdlib.ExtraAdder(), *shared],
             processor=structlog.processors.JSONRenderer(serializer=_orjson_str),
         )
     )
