@@ -59,8 +59,10 @@ def create_app(
 
 
 async def _producer_ctx(app: web.Application) -> AsyncIterator[None]:
-    """Connect the producer in the background (so /healthz answers while Kafka is
-    down), then flush and stop it when the app stops."""
+    """Connect the producer in the background, then flush and stop it at the end.
+
+    In the background so the server (and /healthz) answers while Kafka is down.
+    """
     bridge = app[BRIDGE]
     connecting = asyncio.create_task(_connect(bridge), name="kafka-connect")
     yield

@@ -54,7 +54,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         asyncio.run(_serve(settings))
     except OSError as exc:
-        log.error("cannot listen", error=str(exc))
+        log.exception("cannot listen", error=str(exc))
         return 1
     return 0
 

@@ -29,9 +29,7 @@ class Variable:
 
 #: Every setting the bridge reads. Order is the order of the README table.
 VARIABLES: Final[dict[str, Variable]] = {
-    "KAFKA_BOOTSTRAP_SERVERS": Variable(
-        None, "Comma-separated `host:port` list of Kafka brokers. Required."
-    ),
+    "KAFKA_BOOTSTRAP_SERVERS": Variable(None, "Comma-separated `host:port` list of Kafka brokers. Required."),
     "KAFKA_CLIENT_ID": Variable("altinn-kafka-bridge", "Client id the producer reports to Kafka."),
     "KAFKA_ENABLE_IDEMPOTENCE": Variable(
         "true",
@@ -41,9 +39,7 @@ VARIABLES: Final[dict[str, Variable]] = {
     "KAFKA_COMPRESSION": Variable(
         "none", "Record batch compression: `none`, `gzip`, `snappy`, `lz4` or `zstd`."
     ),
-    "KAFKA_LINGER_MS": Variable(
-        "0", "How long the producer waits to fill a batch, in ms. 0 = send at once."
-    ),
+    "KAFKA_LINGER_MS": Variable("0", "How long the producer waits to fill a batch, in ms. 0 = send at once."),
     "BRIDGE_PUBLISH_TIMEOUT_S": Variable(
         "10",
         "Upper bound, in seconds, for one event to be acknowledged by Kafka (`acks=all`). "
@@ -89,9 +85,7 @@ VARIABLES: Final[dict[str, Variable]] = {
         "matched at a `/` boundary. Empty = all. `tt02` keeps Correspondence's internal dev "
         "environment (which also publishes into TT02) out.",
     ),
-    "BRIDGE_FILTER_RESOURCES": Variable(
-        "", "Allowed `resource` URNs (exact), comma-separated. Empty = all."
-    ),
+    "BRIDGE_FILTER_RESOURCES": Variable("", "Allowed `resource` URNs (exact), comma-separated. Empty = all."),
     "BRIDGE_FILTER_ALTERNATIVESUBJECTS": Variable(
         "",
         "Allowed `alternativesubject` values, comma-separated; an entry ending in `/` or `*` is "
@@ -106,9 +100,7 @@ VARIABLES: Final[dict[str, Variable]] = {
     "BRIDGE_READY_CHECK_INTERVAL_S": Variable(
         "5", "How long a broker reachability result is reused by `/readyz`, in seconds."
     ),
-    "BRIDGE_READY_CHECK_TIMEOUT_S": Variable(
-        "2", "Bound on one broker reachability check, in seconds."
-    ),
+    "BRIDGE_READY_CHECK_TIMEOUT_S": Variable("2", "Bound on one broker reachability check, in seconds."),
     "BRIDGE_SHUTDOWN_DRAIN_S": Variable(
         "3",
         "After SIGTERM, how long the server keeps answering (503, readiness failed) so load "
@@ -130,6 +122,9 @@ SOURCE_PRESETS: Final[dict[str, str]] = {
     "yt01": "https://platform.yt01.altinn.cloud/correspondence/api/v1/",
 }
 
+_MAX_PORT = 65535
+# Kafka topic names stop at 249 chars; the longest type name appended is ~45.
+_MAX_PREFIX = 190
 _TOPIC_NAME = re.compile(r"[A-Za-z0-9._-]{1,249}")
 
 
@@ -260,7 +255,7 @@ class Settings:
         )
         http = HttpSettings(
             host=r.get("BRIDGE_HTTP_HOST", _nonempty, "0.0.0.0"),  # noqa: S104
-            port=r.get("BRIDGE_HTTP_PORT", _int_range(1, 65535), 8080),
+            port=r.get("BRIDGE_HTTP_PORT", _int_range(1, _MAX_PORT), 8080),
             max_body_bytes=r.get("BRIDGE_MAX_BODY_BYTES", _int_range(1024, 64 * 1024 * 1024), 65536),
         )
         prefix = r.get("BRIDGE_TOPIC_PREFIX", _topic_prefix, "altinn.correspondence")
@@ -431,7 +426,7 @@ def _bootstrap(raw: str) -> tuple[str, ...]:
         raise ValueError("must name at least one host:port")
     for server in servers:
         host, sep, port = server.rpartition(":")
-        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        if not sep or not host or not port.isdigit() or not 0 < int(port) <= _MAX_PORT:
             raise ValueError(f"{server!r} is not host:port")
     return servers
 
@@ -443,9 +438,8 @@ def _topic(raw: str) -> str:
 
 
 def _topic_prefix(raw: str) -> str:
-    # The longest suffix appended is a type name of ~45 chars; keep room for it.
-    if len(raw) > 190:
-        raise ValueError("too long for topic names built from it (max 190 chars)")
+    if len(raw) > _MAX_PREFIX:
+        raise ValueError(f"too long for topic names built from it (max {_MAX_PREFIX} chars)")
     return _topic(raw)
 
 

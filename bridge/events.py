@@ -49,9 +49,7 @@ KNOWN_TYPES: Final = frozenset(
 # RFC 3339 date-time: full date, "T" (any case), time with optional fraction of
 # any length, and "Z" or a numeric offset. datetime.fromisoformat alone accepts
 # far more (basic format, missing seconds), so the shape is checked first.
-_RFC3339 = re.compile(
-    r"(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?([Zz]|[+-]\d{2}:\d{2})"
-)
+_RFC3339 = re.compile(r"(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?([Zz]|[+-]\d{2}:\d{2})")
 
 
 class InvalidEvent(ValueError):
@@ -120,9 +118,7 @@ def parse_time(value: str) -> datetime:
     # A leap second (":60") is legal RFC 3339 but not a Python datetime.
     sec = min(int(second), 59)
     tz = "+00:00" if offset in ("Z", "z") else offset
-    return datetime.fromisoformat(
-        f"{year}-{month}-{day}T{hour}:{minute}:{sec:02d}.{micro}{tz}"
-    )
+    return datetime.fromisoformat(f"{year}-{month}-{day}T{hour}:{minute}:{sec:02d}.{micro}{tz}")
 
 
 def _optional(attrs: Mapping[str, Any], name: str) -> str | None:

@@ -40,7 +40,7 @@ def _mask_value(value: Any) -> Any:
 
 
 def mask_processor(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
-    """structlog processor: mask national identity numbers in every string value."""
+    """Structlog processor: mask national identity numbers in every string value."""
     for key, value in event_dict.items():
         event_dict[key] = _mask_value(value)
     return event_dict

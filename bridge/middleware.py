@@ -1,5 +1,7 @@
-"""Two middlewares: one canonical log line + request metric per request, and
-errors → RFC 9457 problem+json. Handlers raise; they never build error bodies."""
+"""Two middlewares: one log line and metric per request, and errors → problem+json.
+
+Handlers raise; they never build error bodies (RFC 9457).
+"""
 
 from __future__ import annotations
 
@@ -72,7 +74,7 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
         return response
     except asyncio.CancelledError:
         raise
-    except Exception:
+    except Exception:  # noqa: BLE001 - last resort: a bug must still get an answer, and a log line
         _log.exception("unhandled error", method=request.method)
         return problem_response(
             500, "Internal error", "unexpected error in the bridge; it has been logged", "internal-error"

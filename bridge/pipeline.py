@@ -77,11 +77,12 @@ class Pipeline:
         outcome = "error"
         try:
             result = await work
-            outcome = result.outcome
-            return result
         except BridgeError as exc:
             outcome = exc.outcome
             raise
+        else:
+            outcome = result.outcome
+            return result
         finally:
             self._metrics.events.labels(outcome, label).inc()
 

@@ -36,8 +36,7 @@ class Router:
         self._globs = [(r.pattern, r.topic) for r in settings.routes if _is_glob(r.pattern)]
         # Known types are decided once; unknown ones (rare) are decided per call.
         self._known = {
-            CORRESPONDENCE_PREFIX + name: self._decide(CORRESPONDENCE_PREFIX + name)
-            for name in KNOWN_TYPES
+            CORRESPONDENCE_PREFIX + name: self._decide(CORRESPONDENCE_PREFIX + name) for name in KNOWN_TYPES
         }
 
     def topic_for(self, event_type: str) -> str:

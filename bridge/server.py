@@ -71,7 +71,7 @@ async def _shutdown(runner: web.AppRunner, bridge: Bridge, signals: asyncio.Queu
         pass
 
     # Requests already in flight finish their publish (each bounded by the publish timeout).
-    while bridge.in_flight and time.monotonic() < deadline - 1.0:
+    while bridge.in_flight and time.monotonic() < deadline - 1.0:  # noqa: ASYNC110 - 50 ms poll, only while stopping
         await asyncio.sleep(0.05)
     if bridge.in_flight:
         _log.error("grace period over with requests in flight", in_flight=bridge.in_flight)

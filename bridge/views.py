@@ -37,9 +37,7 @@ async def receive_event(request: web.Request) -> web.Response:
                 "application/json or application/cloudevents+json"
             )
         body = await request.read()
-        outcome = await bridge.pipeline.ingest(
-            body, request.headers.get("Content-Type", ""), time.time()
-        )
+        outcome = await bridge.pipeline.ingest(body, request.headers.get("Content-Type", ""), time.time())
         fields.update(outcome.as_json())
         if outcome.event_type is not None:
             fields["type"] = outcome.event_type

@@ -77,12 +77,24 @@ class Broker:
         """Start the broker and wait until it answers Kafka requests."""
         url = f"tcp://127.0.0.1:{self.port}"
         # Tansu reads some settings from the environment; pass only what we mean.
-        env = {k: v for k, v in os.environ.items() if k not in ("LISTENER_URL", "ADVERTISED_LISTENER_URL", "STORAGE_ENGINE")}
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if k not in ("LISTENER_URL", "ADVERTISED_LISTENER_URL", "STORAGE_ENGINE")
+        }
         env.update(self.env)
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
-                [str(tansu_binary()), "broker", "--listener-url", url, "--advertised-listener-url", url,
-                 "--storage-engine", self.storage],
+                [
+                    str(tansu_binary()),
+                    "broker",
+                    "--listener-url",
+                    url,
+                    "--advertised-listener-url",
+                    url,
+                    "--storage-engine",
+                    self.storage,
+                ],
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 env=env,
@@ -127,8 +139,14 @@ class Broker:
         self.stop(signal.SIGKILL)
 
 
-def start_broker(log_dir: Path, *, port: int | None = None, storage: str = "memory://tansu/",
-                 env: dict[str, str] | None = None, attempts: int = 3) -> Broker:
+def start_broker(
+    log_dir: Path,
+    *,
+    port: int | None = None,
+    storage: str = "memory://tansu/",
+    env: dict[str, str] | None = None,
+    attempts: int = 3,
+) -> Broker:
     """Start Tansu on a free (or the given) port, retrying on a new port if one was taken."""
     last: Exception | None = None
     for _ in range(attempts if port is None else 1):
@@ -160,7 +178,7 @@ class S3Server:
         """Environment that points Tansu's ``s3://`` storage at this server."""
         return {
             "AWS_ACCESS_KEY_ID": "test",
-            "AWS_SECRET_ACCESS_KEY": "test",  # noqa: S105 - moto accepts anything
+            "AWS_SECRET_ACCESS_KEY": "test",
             "AWS_DEFAULT_REGION": "eu-west-2",
             "AWS_ENDPOINT": self.endpoint,
             "AWS_ALLOW_HTTP": "true",
@@ -175,12 +193,17 @@ class S3Server:
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
-                stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
         deadline = time.monotonic() + timeout_s
         client = boto3.client(
-            "s3", endpoint_url=self.endpoint, region_name="eu-west-2",
-            aws_access_key_id="test", aws_secret_access_key="test",  # noqa: S106
+            "s3",
+            endpoint_url=self.endpoint,
+            region_name="eu-west-2",
+            aws_access_key_id="test",
+            aws_secret_access_key="test",  # noqa: S106
         )
         while True:
             if self.process.poll() is not None:

@@ -10,7 +10,9 @@ def table() -> str:
     """The Markdown table: variable, default, meaning."""
     lines = ["| Variable | Default | Meaning |", "|---|---|---|"]
     for name, var in VARIABLES.items():
-        default = "*(required)*" if var.default is None else (f"`{var.default}`" if var.default else "*(empty)*")
+        default = (
+            "*(required)*" if var.default is None else (f"`{var.default}`" if var.default else "*(empty)*")
+        )
         lines.append(f"| `{name}` | {default} | {var.help} |")
     return "\n".join(lines)
 

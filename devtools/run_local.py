@@ -95,10 +95,12 @@ def _print_help(url: str, bootstrap: str) -> None:
     Register this URL in Altinn (behind your ingress): <your-https-host>/api/v1/events
 
     Post a sample event, as Altinn does:
-      curl -i -X POST {url}/api/v1/events -H 'Content-Type: application/json; charset=utf-8' --data-binary @{sample}
+      curl -i -X POST {url}/api/v1/events \\
+        -H 'Content-Type: application/json; charset=utf-8' --data-binary @{sample}
 
     Show what landed on Kafka:
-      .venv/bin/python -m devtools.show_topic --bootstrap {bootstrap} altinn.correspondence.correspondencepublished
+      .venv/bin/python -m devtools.show_topic --bootstrap {bootstrap} \\
+        altinn.correspondence.correspondencepublished
 
     Metrics: {url}/metrics   Health: {url}/healthz   Ready: {url}/readyz
     Ctrl-C stops the bridge and the broker.

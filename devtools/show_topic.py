@@ -21,11 +21,13 @@ def read_topics(
     Not watermark-based: Tansu on S3 storage reports wrong high watermarks
     (e.g. 3 for a partition holding 50 records) while the records are all there.
     """
-    consumer = Consumer({
-        "bootstrap.servers": bootstrap,
-        "group.id": "unused-no-commit",
-        "enable.auto.commit": False,
-    })
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": "unused-no-commit",
+            "enable.auto.commit": False,
+        }
+    )
     records: list[dict[str, Any]] = []
     try:
         metadata = consumer.list_topics(timeout=10)
@@ -45,14 +47,16 @@ def read_topics(
                 break
             if msg.error():
                 raise RuntimeError(str(msg.error()))
-            records.append({
-                "topic": msg.topic(),
-                "partition": msg.partition(),
-                "offset": msg.offset(),
-                "key": msg.key(),
-                "headers": dict(msg.headers() or []),
-                "value": msg.value(),
-            })
+            records.append(
+                {
+                    "topic": msg.topic(),
+                    "partition": msg.partition(),
+                    "offset": msg.offset(),
+                    "key": msg.key(),
+                    "headers": dict(msg.headers() or []),
+                    "value": msg.value(),
+                }
+            )
     finally:
         consumer.close()
     return sorted(records, key=lambda r: (r["topic"], r["partition"], r["offset"]))

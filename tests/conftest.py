@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import re
 import tempfile
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -64,7 +63,7 @@ def pytest_configure(config: pytest.Config) -> None:
     configure_logging(LogLevel.DEBUG, stream=stream)
 
 
-def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+def pytest_sessionfinish(session: pytest.Session) -> None:
     """Fail the run if any log line carries a national identity number from the fixtures."""
     secrets = national_ids_in_fixtures()
     hits = leaked_lines(LOG_DIR, secrets)
@@ -143,5 +142,5 @@ def make_settings(**env: str) -> Settings:
 
 
 @pytest.fixture
-def fake_publisher() -> Iterator[FakePublisher]:
-    yield FakePublisher()
+def fake_publisher() -> FakePublisher:
+    return FakePublisher()

@@ -94,13 +94,15 @@ class BridgeProcess:
 
     def start(self) -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("BRIDGE_", "KAFKA_"))}
-        env.update({
-            "BRIDGE_HTTP_HOST": "127.0.0.1",
-            "BRIDGE_HTTP_PORT": str(self.port),
-            "KAFKA_ENABLE_IDEMPOTENCE": "false",  # Tansu cannot (see README)
-            "BRIDGE_SHUTDOWN_DRAIN_S": "0",
-            **self.env,
-        })
+        env.update(
+            {
+                "BRIDGE_HTTP_HOST": "127.0.0.1",
+                "BRIDGE_HTTP_PORT": str(self.port),
+                "KAFKA_ENABLE_IDEMPOTENCE": "false",  # Tansu cannot (see README)
+                "BRIDGE_SHUTDOWN_DRAIN_S": "0",
+                **self.env,
+            }
+        )
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "bridge", "serve"], env=env, stdout=log, stderr=subprocess.STDOUT

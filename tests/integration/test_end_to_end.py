@@ -152,7 +152,8 @@ async def test_broker_outage_503_then_recovery_without_restart(durable_broker, s
         for r in read_topics(durable_broker.bootstrap, ["altinn.correspondence.correspondencepublished"])
     }
     assert acknowledged <= landed, f"answered 2xx but not in Kafka: {sorted(acknowledged - landed)}"
-    assert bridge.process is not None and bridge.process.poll() is None, "bridge restarted or died"
+    assert bridge.process is not None
+    assert bridge.process.poll() is None, "bridge restarted or died"
     assert bridge.terminate() == 0
 
 
