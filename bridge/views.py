@@ -36,7 +36,11 @@ async def receive_event(request: web.Request) -> web.Response:
                 f"Content-Type {request.content_type!r} is not accepted; send one CloudEvent as "
                 "application/json or application/cloudevents+json"
             )
-        body = await request.read()
+        try:
+            body = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            bridge.metrics.events.labels("rejected", "other").inc()
+            raise
         outcome = await bridge.pipeline.ingest(body, request.headers.get("Content-Type", ""), time.time())
         fields.update(outcome.as_json())
         if outcome.event_type is not None:

@@ -32,6 +32,9 @@ def _local_broker(state_dir: Path) -> Broker:
 
 def main() -> int:
     """Start everything, print how to use it, wait for Ctrl-C."""
+    # SIGTERM (e.g. from `timeout` or a closing terminal) must still stop the broker,
+    # which runs in its own session and would otherwise be left behind.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     state_dir = ROOT / ".local"
     state_dir.mkdir(exist_ok=True)
     env = dict(os.environ)
