@@ -115,8 +115,11 @@ def parse_time(value: str) -> datetime:
         raise ValueError("not an RFC 3339 date-time")
     year, month, day, hour, minute, second, fraction, offset = match.groups()
     micro = (fraction or "")[:6].ljust(6, "0")
-    # A leap second (":60") is legal RFC 3339 but not a Python datetime.
-    sec = min(int(second), 59)
+    # A leap second (":60") is legal RFC 3339 but not a Python datetime; 61+ is nothing.
+    sec = int(second)
+    if sec > 60:  # noqa: PLR2004 - the leap second
+        raise ValueError("second out of range")
+    sec = min(sec, 59)
     tz = "+00:00" if offset in ("Z", "z") else offset
     return datetime.fromisoformat(f"{year}-{month}-{day}T{hour}:{minute}:{sec:02d}.{micro}{tz}")
 
