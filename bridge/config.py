@@ -67,11 +67,13 @@ VARIABLES: Final[dict[str, Variable]] = {
     ),
     "BRIDGE_TOPIC_UNKNOWN": Variable(
         "altinn.correspondence.unknown",
-        "Topic for event types the bridge does not know yet (never rejected, never lost).",
+        "Topic for event types the bridge does not know yet (never rejected, never lost). "
+        "Unset: `<BRIDGE_TOPIC_PREFIX>.unknown`.",
     ),
     "BRIDGE_TOPIC_DEADLETTER": Variable(
         "altinn.correspondence.deadletter",
-        "Topic for bodies that can never be valid events (see `BRIDGE_INVALID_EVENT_POLICY`).",
+        "Topic for bodies that can never be valid events (see `BRIDGE_INVALID_EVENT_POLICY`). "
+        "Unset: `<BRIDGE_TOPIC_PREFIX>.deadletter`.",
     ),
     "BRIDGE_INVALID_EVENT_POLICY": Variable(
         "deadletter",
@@ -262,8 +264,8 @@ class Settings:
         topics = TopicSettings(
             prefix=prefix,
             routes=r.get("BRIDGE_TOPIC_ROUTES", _routes, ()),
-            unknown=r.get("BRIDGE_TOPIC_UNKNOWN", _topic, f"{prefix}.unknown"),
-            deadletter=r.get("BRIDGE_TOPIC_DEADLETTER", _topic, f"{prefix}.deadletter"),
+            unknown=r.get("BRIDGE_TOPIC_UNKNOWN", _topic, "", default=f"{prefix}.unknown"),
+            deadletter=r.get("BRIDGE_TOPIC_DEADLETTER", _topic, "", default=f"{prefix}.deadletter"),
         )
         filters = FilterSettings(
             sources=r.get("BRIDGE_FILTER_SOURCES", _sources, ()),
@@ -345,11 +347,15 @@ class _Reader:
         self.env = env
         self.problems: list[str] = []
 
-    def get(self, name: str, parse: Callable[[str], T], fallback: T) -> T:
+    def get(self, name: str, parse: Callable[[str], T], fallback: T, default: str | None = None) -> T:
+        """``parse`` of the variable, its ``default`` (else the documented one) when unset.
+
+        On a problem, ``fallback`` stands in so that every problem gets reported.
+        """
         var = VARIABLES[name]
         raw = self.env.get(name)
         if raw is None:
-            raw = var.default
+            raw = default if default is not None else var.default
         if raw is None:
             self.problems.append(f"{name} is required: {var.help}")
             return fallback
