@@ -230,3 +230,40 @@ def test_invalid_configuration_stops_startup_listing_every_problem():
     for name in ("KAFKA_BOOTSTRAP_SERVERS", "BRIDGE_HTTP_PORT", "BRIDGE_INVALID_EVENT_POLICY"):
         assert name in result.stderr
     assert "3 problem(s)" in result.stderr
+
+
+async def test_fifty_concurrent_events_all_land_and_each_logs_one_line(kafka_bootstrap, start_bridge, http):
+    bridge = start_bridge(kafka_bootstrap)
+    await wait_for_status(http, bridge.url + "/readyz", 200)
+    template = orjson.loads(VALID[8].read_bytes())  # correspondencereceiverread
+    events = [{**template, "id": f"concurrent-{n:03d}", "resourceinstance": f"c-{n:03d}"} for n in range(50)]
+
+    results = await asyncio.gather(*(_post(http, bridge.url, orjson.dumps(e)) for e in events))
+    assert [status for status, _ in results] == [200] * 50
+
+    landed = read_topics(kafka_bootstrap, ["altinn.correspondence.correspondencereceiverread"])
+    by_id = {r["headers"]["ce_id"].decode(): r for r in landed}
+    for event in events:
+        assert by_id[event["id"]]["key"] == event["resourceinstance"].encode()
+
+    assert bridge.terminate() == 0
+    lines = [orjson.loads(line) for line in bridge.log().splitlines() if line.startswith("{")]
+    started = next(line for line in lines if line["event"] == "started")
+    assert started["config"]["kafka_bootstrap_servers"] == [kafka_bootstrap]
+    requests = {
+        line["event_id"]: line
+        for line in lines
+        if line["event"] == "request" and line.get("event_id", "").startswith("concurrent-")
+    }
+    assert set(requests) == {e["id"] for e in events}, "one log line per request"
+    for event_id, line in requests.items():
+        record = by_id[event_id]
+        assert line["outcome"] == "published"
+        assert line["type"] == template["type"]
+        assert (line["topic"], line["partition"], line["offset"]) == (
+            record["topic"],
+            record["partition"],
+            record["offset"],
+        )
+        assert line["status"] == 200
+        assert line["duration_ms"] > 0
