@@ -17,6 +17,8 @@ from typing import Any, Final
 
 import orjson
 
+from bridge.personal_data import mask_national_ids
+
 CORRESPONDENCE_PREFIX: Final = "no.altinn.correspondence."
 VALIDATION_TYPE: Final = "platform.events.validatesubscription"
 
@@ -124,6 +126,15 @@ def parse_time(value: str) -> datetime:
     return datetime.fromisoformat(f"{year}-{month}-{day}T{hour}:{minute}:{sec:02d}.{micro}{tz}")
 
 
+def _quoted(value: object) -> str:
+    """A sent value for an error detail: shortened, national identity numbers masked.
+
+    Details go back to the sender, into dead-letter headers and into logs.
+    """
+    shown = repr(value[:64]) if isinstance(value, str) else repr(value)[:64]
+    return mask_national_ids(shown)
+
+
 def _optional(attrs: Mapping[str, Any], name: str) -> str | None:
     value = attrs.get(name)
     if value is None or isinstance(value, str):
@@ -163,7 +174,7 @@ def parse_event(body: bytes) -> Event | ValidationHandshake:
     if specversion != "1.0":
         raise InvalidEvent(
             "unsupported_specversion",
-            f"attribute 'specversion' must be \"1.0\", got {specversion!r}",
+            f"attribute 'specversion' must be \"1.0\", got {_quoted(specversion)}",
             "specversion",
         )
     event_id = _required(attrs, "id")
@@ -184,7 +195,7 @@ def parse_event(body: bytes) -> Event | ValidationHandshake:
         except ValueError:
             raise InvalidEvent(
                 "invalid_attribute",
-                f"attribute 'time' must be an RFC 3339 date-time, got {time[:64]!r}",
+                f"attribute 'time' must be an RFC 3339 date-time, got {_quoted(time)}",
                 "time",
             ) from None
 

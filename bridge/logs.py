@@ -8,7 +8,6 @@ every line is masked.
 from __future__ import annotations
 
 import logging
-import re
 import sys
 from typing import Any, BinaryIO
 
@@ -17,26 +16,7 @@ import structlog
 from structlog.typing import EventDict, Processor, WrappedLogger
 
 from bridge.config import LogLevel
-
-# An 11-digit run not inside a longer one: Norwegian fødselsnummer/D-number.
-# Masking a few false positives (other 11-digit numbers) is the safe side, with one
-# exception: UUIDs (correspondence and attachment ids) are matched first and kept,
-# since about 1 in 230 random ones has an 11-digit run in its last group and a
-# masked id cannot be searched for.
-_NATIONAL_ID_OR_UUID = re.compile(
-    r"(?P<uuid>[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})"
-    r"|(?<!\d)\d{11}(?!\d)"
-)
-MASK = "***********"
-
-
-def _mask_match(match: re.Match[str]) -> str:
-    return match.group("uuid") or MASK
-
-
-def mask_national_ids(text: str) -> str:
-    """``text`` with every 11-digit national identity number replaced by asterisks."""
-    return _NATIONAL_ID_OR_UUID.sub(_mask_match, text)
+from bridge.personal_data import MASK, mask_national_ids
 
 
 def _mask_value(value: Any) -> Any:

@@ -14,7 +14,7 @@ import pytest
 import bridge
 
 PACKAGE_DIR = Path(bridge.__file__).parent
-CORE_MODULES = ["events", "config", "routing", "filters"]
+CORE_MODULES = ["events", "config", "routing", "filters", "personal_data"]
 FRAMEWORKS = frozenset({"aiohttp", "aiokafka", "prometheus_client", "structlog"})
 
 
