@@ -45,6 +45,15 @@ def type_label(event_type: object) -> str:
     return "other"
 
 
+# aiohttp's pure-Python parser lets any token through as a method.
+_KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+def method_label(method: str) -> str:
+    """Bounded label for an HTTP method: the standard ones as sent, anything else ``other``."""
+    return method if method in _KNOWN_METHODS else "other"
+
+
 class Metrics:
     """All of the bridge's metrics, registered on ``registry``."""
 

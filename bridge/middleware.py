@@ -15,7 +15,7 @@ from aiohttp.typedefs import Handler, Middleware
 
 from bridge.errors import BridgeError
 from bridge.logs import get_logger
-from bridge.metrics import Metrics
+from bridge.metrics import Metrics, method_label
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
 PROBLEM_BASE = "urn:altinn-kafka-bridge:problem:"
@@ -98,7 +98,7 @@ def access_middleware(metrics: Metrics) -> Middleware:
             elapsed = time.perf_counter() - started
             resource = request.match_info.route.resource
             route = resource.canonical if resource is not None else "unmatched"
-            metrics.request_seconds.labels(route, request.method, str(status)).observe(elapsed)
+            metrics.request_seconds.labels(route, method_label(request.method), str(status)).observe(elapsed)
             if route not in ("/metrics", "/healthz", "/readyz") or status >= 500:  # noqa: PLR2004
                 _log.info(
                     "request",

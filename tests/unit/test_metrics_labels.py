@@ -8,7 +8,7 @@ import string
 import pytest
 
 from bridge.events import KNOWN_TYPES, Event, parse_event
-from bridge.metrics import type_label
+from bridge.metrics import method_label, type_label
 from tests.conftest import VALID, VALIDATION_FIXTURE
 
 ALLOWED = KNOWN_TYPES | {"validatesubscription", "other"}
@@ -113,3 +113,14 @@ def test_all_labels_produced_are_a_subset_of_the_allowed_set():
     labels = {type_label(value) for value in inputs}
     assert labels <= ALLOWED
     assert labels == ALLOWED
+
+
+@pytest.mark.parametrize("method", ["GET", "POST", "HEAD", "OPTIONS"])
+def test_standard_method_is_its_own_label(method: str):
+    assert method_label(method) == method
+
+
+def test_any_other_method_is_other():
+    rng = random.Random(7)
+    sent = {"".join(rng.choices(string.ascii_uppercase, k=8)) for _ in range(50)} | {"get", "PROPFIND"}
+    assert {method_label(m) for m in sent} == {"other"}
