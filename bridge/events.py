@@ -59,6 +59,8 @@ class InvalidEvent(ValueError):
 
     ``reason`` is a short stable code (used in dead-letter headers), ``field``
     names the offending attribute when there is one, ``detail`` is for humans.
+    ``event_id`` is the ``id`` the body carried, if any (masked, shortened), so
+    that a dead-lettered event can be found by the id Altinn shows.
     """
 
     def __init__(self, reason: str, detail: str, field: str | None = None) -> None:
@@ -66,6 +68,7 @@ class InvalidEvent(ValueError):
         self.reason = reason
         self.detail = detail
         self.field = field
+        self.event_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,7 +172,16 @@ def parse_event(body: bytes) -> Event | ValidationHandshake:
     if not isinstance(attrs, dict):
         kind = "an array" if isinstance(attrs, list) else f"a JSON {type(attrs).__name__}"
         raise InvalidEvent("not_an_object", f"body must be one JSON object (a CloudEvent), got {kind}")
+    try:
+        return _from_attributes(body, attrs)
+    except InvalidEvent as exc:
+        sent_id = attrs.get("id")
+        if isinstance(sent_id, str) and sent_id:
+            exc.event_id = mask_national_ids(sent_id[:128])
+        raise
 
+
+def _from_attributes(body: bytes, attrs: dict[str, Any]) -> Event | ValidationHandshake:
     specversion = _required(attrs, "specversion")
     if specversion != "1.0":
         raise InvalidEvent(

@@ -60,7 +60,8 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
     try:
         return await handler(request)
     except BridgeError as exc:
-        request[LOG_FIELDS].update(outcome=exc.outcome, detail=exc.detail)
+        sent = {k: v for k, v in exc.extra.items() if v is not None}
+        request[LOG_FIELDS].update(sent, outcome=exc.outcome, detail=exc.detail)
         return problem_response(
             exc.status, exc.title, exc.detail, exc.slug, retry_after_s=exc.retry_after_s, extra=exc.extra
         )

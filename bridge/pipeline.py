@@ -101,7 +101,7 @@ class Pipeline:
         self, body: bytes, content_type: str, received_at: float, exc: InvalidEvent
     ) -> Outcome:
         if self._policy is InvalidEventPolicy.REJECT:
-            raise InvalidEventRejected(exc.detail, reason=exc.reason, field=exc.field)
+            raise InvalidEventRejected(exc.detail, reason=exc.reason, field=exc.field, event_id=exc.event_id)
         headers: Headers = [
             ("content-type", content_type.encode("utf-8", "replace")),
             ("dlq_reason", exc.reason.encode()),
@@ -112,7 +112,12 @@ class Pipeline:
             headers.append(("dlq_field", exc.field.encode()))
         delivery = await self._publish(self._deadletter_topic, None, body, headers)
         return Outcome(
-            "dead_lettered", reason=exc.reason, detail=exc.detail, field=exc.field, delivery=delivery
+            "dead_lettered",
+            event_id=exc.event_id,
+            reason=exc.reason,
+            detail=exc.detail,
+            field=exc.field,
+            delivery=delivery,
         )
 
     async def _publish(self, topic: str, key: bytes | None, value: bytes, headers: Headers) -> Delivery:

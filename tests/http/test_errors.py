@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
+import orjson
 import pytest
 
 from bridge.errors import PublishError
@@ -43,8 +44,20 @@ CAUSES: dict[str, tuple[str, str | None, str]] = {
 }
 
 
+def id_sent_in(raw: bytes) -> str | None:
+    """The ``id`` an invalid body carried, if it had a usable one (the answer repeats it)."""
+    try:
+        attrs = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None
+    sent = attrs.get("id") if isinstance(attrs, dict) else None
+    return sent if isinstance(sent, str) and sent else None
+
+
 def test_causes_cover_every_invalid_fixture():
     assert sorted(CAUSES) == sorted(p.stem for p in INVALID)
+    # Most invalid fixtures carry an id that the answer must repeat; some cannot.
+    assert 0 < sum(id_sent_in(body_bytes(p)) is not None for p in INVALID) < len(INVALID)
 
 
 # --- invalid bodies: dead-letter policy (default) -------------------------------------
@@ -61,6 +74,7 @@ async def test_invalid_body_dead_lettered_and_acknowledged(make_client, fake_pub
     after = datetime.now(UTC)
 
     assert answer["outcome"] == "dead_lettered"
+    assert answer.get("event_id") == id_sent_in(raw)
     assert answer["reason"] == reason
     assert answer.get("field") == field
     assert says in answer["detail"]
@@ -115,6 +129,7 @@ async def test_invalid_body_rejected_with_400_naming_the_cause(
     problem = await problem_answer(response, 400, "invalid-event")
 
     assert says in problem["detail"]
+    assert problem.get("event_id") == id_sent_in(body_bytes(path))
     assert problem["reason"] == reason
     assert problem.get("field") == field
     assert "Retry-After" not in response.headers  # a retry cannot help
