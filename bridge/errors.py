@@ -13,7 +13,8 @@ class BridgeError(Exception):
     """Base of every error answered to a client.
 
     ``slug`` becomes the problem ``type`` URI; ``outcome`` is the value of the
-    events metric's ``outcome`` label; ``retry_after_s`` adds a Retry-After header.
+    events metric's ``outcome`` label; ``retry_after_s`` adds a Retry-After header;
+    ``extra`` members (those not None) go into the problem body and the log line.
     """
 
     status: ClassVar[int] = 500
@@ -26,7 +27,7 @@ class BridgeError(Exception):
         super().__init__(detail)
         self.detail = detail
         self.retry_after_s = retry_after_s
-        self.extra = extra
+        self.extra = {k: v for k, v in extra.items() if v is not None}
 
 
 class UnsupportedMediaType(BridgeError):

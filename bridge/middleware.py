@@ -43,7 +43,7 @@ def problem_response(
         "detail": detail,
     }
     if extra:
-        body.update({k: v for k, v in extra.items() if v is not None})
+        body.update(extra)
     response = web.Response(status=status, body=orjson.dumps(body), content_type=PROBLEM_CONTENT_TYPE)
     if retry_after_s is not None:
         response.headers["Retry-After"] = str(retry_after_s)
@@ -60,8 +60,7 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
     try:
         return await handler(request)
     except BridgeError as exc:
-        sent = {k: v for k, v in exc.extra.items() if v is not None}
-        request[LOG_FIELDS].update(sent, outcome=exc.outcome, detail=exc.detail)
+        request[LOG_FIELDS].update(exc.extra, outcome=exc.outcome, detail=exc.detail)
         return problem_response(
             exc.status, exc.title, exc.detail, exc.slug, retry_after_s=exc.retry_after_s, extra=exc.extra
         )
