@@ -38,6 +38,14 @@ def _problems(**env: str) -> list[str]:
     return info.value.problems
 
 
+def _only_problem(name: str, raw: str) -> str:
+    """The one problem reported when only ``name`` is set to ``raw``; it names the variable."""
+    problems = _problems(**{name: raw})
+    assert len(problems) == 1, problems
+    assert problems[0].startswith(f"{name}={raw!r}: ")
+    return problems[0]
+
+
 # --- defaults ----------------------------------------------------------------
 
 
@@ -366,10 +374,8 @@ def test_source_presets_and_urls(raw: str, expected: tuple[str, ...]):
     ids=["unknown-preset", "host-without-scheme", "ftp"],
 )
 def test_bad_source_rejected(raw: str):
-    problems = _problems(BRIDGE_FILTER_SOURCES=raw)
-    assert len(problems) == 1
-    assert problems[0].startswith(f"BRIDGE_FILTER_SOURCES={raw!r}: ")
-    assert "is neither a preset (production, tt02, at22, at23, yt01) nor an http(s) URL" in problems[0]
+    problem = _only_problem("BRIDGE_FILTER_SOURCES", raw)
+    assert "is neither a preset (production, tt02, at22, at23, yt01) nor an http(s) URL" in problem
 
 
 # --- topics and routes -------------------------------------------------------
@@ -402,10 +408,7 @@ def test_routes_parsed_with_patterns_lower_cased():
     ids=["space-in-topic", "empty-topic", "dot-dot", "too-long", "slash", "no-equals", "empty-pattern"],
 )
 def test_bad_route_rejected(raw: str, message: str):
-    problems = _problems(BRIDGE_TOPIC_ROUTES=raw)
-    assert len(problems) == 1
-    assert problems[0].startswith("BRIDGE_TOPIC_ROUTES=")
-    assert message in problems[0]
+    assert message in _only_problem("BRIDGE_TOPIC_ROUTES", raw)
 
 
 def test_custom_topic_names():
@@ -439,9 +442,7 @@ def test_unknown_and_deadletter_topics_follow_the_prefix_when_unset():
     ids=["prefix-too-long", "prefix-space", "unknown-dot", "deadletter-colon", "deadletter-empty"],
 )
 def test_bad_topic_names_rejected(name: str, raw: str):
-    problems = _problems(**{name: raw})
-    assert len(problems) == 1
-    assert problems[0].startswith(f"{name}=")
+    _only_problem(name, raw)
 
 
 # --- other filters -----------------------------------------------------------
