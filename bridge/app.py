@@ -10,7 +10,8 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from bridge import views
-from bridge.config import Settings
+from bridge.config import DedupeMode, Settings
+from bridge.dedupe_store import DedupeFollower
 from bridge.health import Readiness
 from bridge.logs import get_logger
 from bridge.metrics import Metrics
@@ -38,15 +39,20 @@ def create_app(
     """Build the aiohttp application. Nothing connects until the app starts."""
     publisher = publisher if publisher is not None else KafkaPublisher(settings.kafka)
     metrics = Metrics(registry if registry is not None else CollectorRegistry())
+    pipeline = Pipeline(settings, publisher, metrics)
     bridge = Bridge(
         settings=settings,
         publisher=publisher,
         metrics=metrics,
-        pipeline=Pipeline(settings, publisher, metrics),
-        readiness=Readiness(settings.health, publisher),
+        pipeline=pipeline,
+        readiness=Readiness(settings.health, publisher, pipeline),
+        follower=(
+            DedupeFollower(settings, pipeline, metrics) if settings.dedupe.mode is DedupeMode.KAFKA else None
+        ),
     )
     app = web.Application(
-        client_max_size=settings.http.max_body_bytes,
+        # Event bodies are read (and limited) by the handler itself; this bounds the rest.
+        client_max_size=max(settings.http.max_body_bytes, settings.http.max_batch_bytes),
         middlewares=[access_middleware(metrics), problem_middleware],
     )
     app[BRIDGE] = bridge
@@ -59,7 +65,7 @@ def create_app(
 
 
 async def _producer_ctx(app: web.Application) -> AsyncIterator[None]:
-    """Connect the producer in the background, then flush and stop it at the end.
+    """Connect the producer and load the dedupe window; at the end flush and stop it.
 
     In the background so the server (and /healthz) answers while Kafka is down.
     """
@@ -69,6 +75,9 @@ async def _producer_ctx(app: web.Application) -> AsyncIterator[None]:
     if not connecting.done():
         connecting.cancel()
         await asyncio.gather(connecting, return_exceptions=True)
+    if bridge.follower is not None:
+        await bridge.follower.stop()
+    if not bridge.readiness.producer_started:
         return
     timeout_s = PRODUCER_STOP_TIMEOUT_S
     if bridge.shutdown_deadline is not None:
@@ -94,4 +103,44 @@ async def _connect(bridge: Bridge) -> None:
         else:
             bridge.readiness.producer_started = True
             _log.info("producer started", bootstrap_servers=list(bridge.settings.kafka.bootstrap_servers))
+            break
+    if bridge.follower is not None:
+        await _load_dedupe(bridge, bridge.follower)
+        await _follow(bridge, bridge.follower)
+
+
+async def _load_dedupe(bridge: Bridge, follower: DedupeFollower) -> None:
+    attempt = 0
+    while True:
+        try:
+            report = await follower.load()
+        except Exception as exc:  # noqa: BLE001 - any failure to load is retried; not ready meanwhile
+            await follower.stop()
+            delay = CONNECT_BACKOFF_S[min(attempt, len(CONNECT_BACKOFF_S) - 1)]
+            _log.warning("dedupe window not loaded; retrying", error=str(exc), retry_in_s=delay)
+            attempt += 1
+            await asyncio.sleep(delay)
+        else:
+            bridge.pipeline.dedupe_ready = True
+            _log.info(
+                "dedupe window loaded",
+                topic=bridge.settings.dedupe.topic,
+                state_records=report.state_records,
+                remembered=report.remembered,
+                tail_records=report.tail_records,
+                recovered=report.recovered,
+                took_s=report.took_s,
+            )
             return
+
+
+async def _follow(bridge: Bridge, follower: DedupeFollower) -> None:
+    """Follow the state topic; if that stops for any reason but shutdown, the process must exit."""
+    try:
+        await follower.follow()
+    except asyncio.CancelledError:
+        raise
+    except Exception:  # noqa: BLE001 - whatever killed it, the bridge must stop
+        _log.exception("dedupe follower died; stopping the bridge")
+    bridge.pipeline.dedupe_ready = False
+    bridge.fail("dedupe follower stopped")

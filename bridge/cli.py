@@ -13,7 +13,7 @@ import orjson
 from bridge import __version__
 from bridge.config import ConfigError, Settings, unknown_variables
 from bridge.logs import configure_logging, get_logger
-from bridge.routing import Router
+from bridge.routing import topics_to_provision
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -25,7 +25,11 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command")
     sub.add_parser("serve", help="run the webhook server (the default)")
-    sub.add_parser("topics", help="print every Kafka topic this configuration writes to")
+    sub.add_parser(
+        "topics",
+        help="print every Kafka topic this configuration writes to (the dedupe state topic, "
+        "which must be compacted, last)",
+    )
     sub.add_parser("check-config", help="validate the configuration and print it as JSON")
     return parser
 
@@ -40,7 +44,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     command = args.command or "serve"
     if command == "topics":
-        print("\n".join(Router(settings.topics).all_topics()))  # noqa: T201 - the command's output
+        print("\n".join(topics_to_provision(settings)))  # noqa: T201 - the command's output
         return 0
     if command == "check-config":
         print(orjson.dumps(settings.describe(), option=orjson.OPT_INDENT_2).decode())  # noqa: T201
@@ -52,14 +56,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if unknown:
         log.warning("unknown BRIDGE_* variables ignored (typo?)", names=unknown)
     try:
-        asyncio.run(_serve(settings))
+        return asyncio.run(_serve(settings))
     except OSError as exc:
         log.exception("cannot listen", error=str(exc))
         return 1
-    return 0
 
 
-async def _serve(settings: Settings) -> None:
+async def _serve(settings: Settings) -> int:
     from bridge.server import serve  # noqa: PLC0415 - keep `topics`/`check-config` free of aiohttp
 
-    await serve(settings)
+    return await serve(settings)

@@ -54,6 +54,51 @@ VARIABLES: Final[dict[str, Variable]] = {
     "BRIDGE_MAX_BODY_BYTES": Variable(
         "65536", "Largest request body accepted, in bytes; larger is answered 413."
     ),
+    "BRIDGE_MAX_BATCH_BYTES": Variable(
+        "4194304",
+        "Largest batch body (`application/cloudevents-batch+json`) accepted, in bytes; larger "
+        "is answered 413 without reading it.",
+    ),
+    "BRIDGE_MAX_BATCH_EVENTS": Variable(
+        "500", "Most events accepted in one batch; a longer batch is answered 413."
+    ),
+    "BRIDGE_READ_TIMEOUT_S": Variable(
+        "10",
+        "How long a client may take to send its request body, in seconds; slower is answered "
+        "408 and the connection closed.",
+    ),
+    "BRIDGE_MAX_IN_FLIGHT": Variable(
+        "512",
+        "Most publishes waiting for Kafka at once. Beyond it requests are answered 503 with "
+        "`Retry-After` at once instead of queueing, so memory stays bounded under overload.",
+    ),
+    "BRIDGE_DEDUPE": Variable(
+        "kafka",
+        "Duplicate suppression on (`source`, `id`). `kafka`: remembered in the state topic "
+        "(`BRIDGE_DEDUPE_TOPIC`), survives restarts and is shared by replicas. `memory`: this "
+        "process only. `off`: every delivery is published.",
+    ),
+    "BRIDGE_DEDUPE_TOPIC": Variable(
+        "altinn.correspondence.dedupe",
+        "Compacted topic holding the keys of published events (`cleanup.policy=compact`). "
+        "Unset: `<BRIDGE_TOPIC_PREFIX>.dedupe`.",
+    ),
+    "BRIDGE_DEDUPE_WINDOW_S": Variable(
+        "172800",
+        "How long a published event's (`source`, `id`) is remembered, in seconds. Altinn "
+        "retries for about 35 h; the default 48 h leaves a margin.",
+    ),
+    "BRIDGE_DEDUPE_MAX_ENTRIES": Variable(
+        "500000",
+        "Most keys remembered; the oldest is evicted (and counted) beyond it. About 280 bytes "
+        "of memory each (see README), so ~140 MiB when the default is full.",
+    ),
+    "BRIDGE_RECORD_MODE": Variable(
+        "structured",
+        "How records are written. `structured`: the event JSON as value (CloudEvents Kafka "
+        "structured mode, byte for byte as received). `binary`: the event's `data` as value and "
+        "every attribute as a `ce_` header.",
+    ),
     "BRIDGE_TOPIC_PREFIX": Variable(
         "altinn.correspondence",
         "Default topic of a known type is `<prefix>.<type name>`, e.g. "
@@ -156,6 +201,21 @@ class Compression(enum.StrEnum):
     ZSTD = "zstd"
 
 
+class DedupeMode(enum.StrEnum):
+    """Where the keys of published events are remembered."""
+
+    KAFKA = "kafka"
+    MEMORY = "memory"
+    OFF = "off"
+
+
+class RecordMode(enum.StrEnum):
+    """CloudEvents Kafka binding content mode of the records written."""
+
+    STRUCTURED = "structured"
+    BINARY = "binary"
+
+
 class LogLevel(enum.StrEnum):
     """Log levels accepted by ``BRIDGE_LOG_LEVEL``."""
 
@@ -184,6 +244,20 @@ class HttpSettings:
     host: str = "0.0.0.0"  # noqa: S104 - see VARIABLES["BRIDGE_HTTP_HOST"]
     port: int = 8080
     max_body_bytes: int = 65536
+    max_batch_bytes: int = 4 * 1024 * 1024
+    max_batch_events: int = 500
+    read_timeout_s: float = 10.0
+    max_in_flight: int = 512
+
+
+@dataclass(frozen=True, slots=True)
+class DedupeSettings:
+    """Duplicate suppression on (source, id); see :mod:`bridge.dedupe`."""
+
+    mode: DedupeMode = DedupeMode.KAFKA
+    topic: str = "altinn.correspondence.dedupe"
+    window_s: float = 48 * 3600.0
+    max_entries: int = 500_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -239,6 +313,8 @@ class Settings:
     topics: TopicSettings = field(default_factory=TopicSettings)
     filters: FilterSettings = field(default_factory=FilterSettings)
     invalid_event_policy: InvalidEventPolicy = InvalidEventPolicy.DEADLETTER
+    record_mode: RecordMode = RecordMode.STRUCTURED
+    dedupe: DedupeSettings = field(default_factory=DedupeSettings)
     health: HealthSettings = field(default_factory=HealthSettings)
     shutdown: ShutdownSettings = field(default_factory=ShutdownSettings)
     log_level: LogLevel = LogLevel.INFO
@@ -259,6 +335,12 @@ class Settings:
             host=r.get("BRIDGE_HTTP_HOST", _nonempty, "0.0.0.0"),  # noqa: S104
             port=r.get("BRIDGE_HTTP_PORT", _int_range(1, _MAX_PORT), 8080),
             max_body_bytes=r.get("BRIDGE_MAX_BODY_BYTES", _int_range(1024, 64 * 1024 * 1024), 65536),
+            max_batch_bytes=r.get(
+                "BRIDGE_MAX_BATCH_BYTES", _int_range(1024, 256 * 1024 * 1024), 4 * 1024 * 1024
+            ),
+            max_batch_events=r.get("BRIDGE_MAX_BATCH_EVENTS", _int_range(1, 100_000), 500),
+            read_timeout_s=r.get("BRIDGE_READ_TIMEOUT_S", _seconds(0.1, 300.0), 10.0),
+            max_in_flight=r.get("BRIDGE_MAX_IN_FLIGHT", _int_range(1, 1_000_000), 512),
         )
         prefix = r.get("BRIDGE_TOPIC_PREFIX", _topic_prefix, "altinn.correspondence")
         topics = TopicSettings(
@@ -266,6 +348,12 @@ class Settings:
             routes=r.get("BRIDGE_TOPIC_ROUTES", _routes, ()),
             unknown=r.get("BRIDGE_TOPIC_UNKNOWN", _topic, "", default=f"{prefix}.unknown"),
             deadletter=r.get("BRIDGE_TOPIC_DEADLETTER", _topic, "", default=f"{prefix}.deadletter"),
+        )
+        dedupe = DedupeSettings(
+            mode=r.get("BRIDGE_DEDUPE", _enum(DedupeMode), DedupeMode.KAFKA),
+            topic=r.get("BRIDGE_DEDUPE_TOPIC", _topic, "", default=f"{prefix}.dedupe"),
+            window_s=r.get("BRIDGE_DEDUPE_WINDOW_S", _seconds(1.0, 90 * 86400.0), 48 * 3600.0),
+            max_entries=r.get("BRIDGE_DEDUPE_MAX_ENTRIES", _int_range(1, 100_000_000), 500_000),
         )
         filters = FilterSettings(
             sources=r.get("BRIDGE_FILTER_SOURCES", _sources, ()),
@@ -294,6 +382,8 @@ class Settings:
             invalid_event_policy=r.get(
                 "BRIDGE_INVALID_EVENT_POLICY", _enum(InvalidEventPolicy), InvalidEventPolicy.DEADLETTER
             ),
+            record_mode=r.get("BRIDGE_RECORD_MODE", _enum(RecordMode), RecordMode.STRUCTURED),
+            dedupe=dedupe,
             health=health,
             shutdown=shutdown,
             log_level=r.get("BRIDGE_LOG_LEVEL", _enum(LogLevel), LogLevel.INFO),
@@ -314,6 +404,15 @@ class Settings:
             "publish_timeout_s": k.publish_timeout_s,
             "http": f"{self.http.host}:{self.http.port}",
             "max_body_bytes": self.http.max_body_bytes,
+            "max_batch_bytes": self.http.max_batch_bytes,
+            "max_batch_events": self.http.max_batch_events,
+            "read_timeout_s": self.http.read_timeout_s,
+            "max_in_flight": self.http.max_in_flight,
+            "record_mode": str(self.record_mode),
+            "dedupe": str(self.dedupe.mode),
+            "dedupe_topic": self.dedupe.topic,
+            "dedupe_window_s": self.dedupe.window_s,
+            "dedupe_max_entries": self.dedupe.max_entries,
             "topic_prefix": t.prefix,
             "topic_routes": {r.pattern: r.topic for r in t.routes},
             "topic_unknown": t.unknown,

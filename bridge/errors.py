@@ -22,6 +22,8 @@ class BridgeError(Exception):
     slug: ClassVar[str] = "internal-error"
     outcome: ClassVar[str] = "error"
     retryable: ClassVar[bool] = True
+    #: Close the connection after answering (the rest of the body was not read).
+    close_connection: ClassVar[bool] = False
 
     def __init__(self, detail: str, *, retry_after_s: int | None = None, **extra: object) -> None:
         super().__init__(detail)
@@ -68,6 +70,78 @@ class ShuttingDown(BridgeError):
     slug = "shutting-down"
     outcome = "unavailable"
     retryable = True
+
+
+class Overloaded(BridgeError):
+    """Too many publishes in flight; shed at once instead of queueing."""
+
+    status = 503
+    title = "Overloaded"
+    slug = "overloaded"
+    outcome = "overloaded"
+    retryable = True
+
+
+class DedupeNotReady(BridgeError):
+    """The dedupe window is still loading; publishing now could duplicate."""
+
+    status = 503
+    title = "Not ready"
+    slug = "not-ready"
+    outcome = "unavailable"
+    retryable = True
+
+
+class PayloadTooLarge(BridgeError):
+    """The body, or the batch, is larger than the configured limit."""
+
+    status = 413
+    title = "Payload too large"
+    slug = "payload-too-large"
+    outcome = "rejected"
+    retryable = False
+    close_connection = True
+
+
+class RequestTimeout(BridgeError):
+    """The client did not send its body within the read timeout."""
+
+    status = 408
+    title = "Request timeout"
+    slug = "request-timeout"
+    outcome = "rejected"
+    retryable = True
+    close_connection = True
+
+
+class InvalidBatch(BridgeError):
+    """A batch body that is not a JSON array; its events cannot be told apart."""
+
+    status = 400
+    title = "Invalid batch"
+    slug = "invalid-batch"
+    outcome = "rejected"
+    retryable = False
+
+
+class BatchIncomplete(BridgeError):
+    """Some events of a batch were not accepted; resending the whole batch is safe."""
+
+    status = 503
+    title = "Batch incomplete"
+    slug = "batch-incomplete"
+    outcome = "unavailable"
+    retryable = True
+
+
+class BatchRejected(BridgeError):
+    """Some events of a batch were rejected (``reject`` policy) and none is retryable."""
+
+    status = 400
+    title = "Batch rejected"
+    slug = "batch-rejected"
+    outcome = "rejected"
+    retryable = False
 
 
 class PublishError(Exception):

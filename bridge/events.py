@@ -9,11 +9,14 @@ the Correspondence attributes.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
+from urllib.parse import unquote
 
 import orjson
 
@@ -81,9 +84,14 @@ class ValidationHandshake:
 
 @dataclass(frozen=True, slots=True)
 class Event:
-    """A valid Correspondence event. ``raw`` holds the bytes exactly as received."""
+    """A valid Correspondence event.
+
+    ``raw`` holds the bytes exactly as received, ``attributes`` the parsed JSON
+    object (every attribute, extensions and data).
+    """
 
     raw: bytes
+    attributes: Mapping[str, Any]
     id: str
     source: str
     type: str
@@ -127,6 +135,42 @@ def parse_time(value: str) -> datetime:
     sec = min(sec, 59)
     tz = "+00:00" if offset in ("Z", "z") else offset
     return datetime.fromisoformat(f"{year}-{month}-{day}T{hour}:{minute}:{sec:02d}.{micro}{tz}")
+
+
+def is_json_media_type(content_type: str) -> bool:
+    """True for ``application/json``, ``text/json`` and any ``+json`` type (parameters ignored)."""
+    media = content_type.partition(";")[0].strip().lower()
+    return media in ("application/json", "text/json") or media.endswith("+json")
+
+
+def structured_from_binary(headers: Iterable[tuple[str, str]], body: bytes) -> bytes:
+    """The structured-mode JSON of an event received in HTTP binary content mode.
+
+    Attributes come from ``ce-*`` headers (percent-decoded, per the CloudEvents
+    HTTP binding), ``datacontenttype`` from ``Content-Type`` and the body is the
+    event's ``data``: as JSON when the content type says JSON, else base64
+    (also when there is no content type: the bytes are kept as they are).
+    Raises :class:`InvalidEvent` when a JSON body does not parse.
+    """
+    attrs: dict[str, Any] = {}
+    content_type = None
+    for name, value in headers:
+        lowered = name.lower()
+        if lowered.startswith("ce-") and len(lowered) > len("ce-"):
+            attrs[lowered[3:]] = unquote(value)
+        elif lowered == "content-type":
+            content_type = value
+    if content_type:
+        attrs["datacontenttype"] = content_type
+    if body:
+        if content_type is not None and is_json_media_type(content_type):
+            try:
+                attrs["data"] = orjson.loads(body)
+            except orjson.JSONDecodeError as exc:
+                raise InvalidEvent("invalid_json", f"binary-mode body is not valid JSON: {exc}") from None
+        else:
+            attrs["data_base64"] = base64.b64encode(body).decode()
+    return orjson.dumps(attrs)
 
 
 def _quoted(value: object) -> str:
@@ -211,8 +255,20 @@ def _from_attributes(body: bytes, attrs: dict[str, Any]) -> Event | ValidationHa
                 "time",
             ) from None
 
+    data_base64 = attrs.get("data_base64")
+    if data_base64 is not None:
+        if "data" in attrs:
+            raise InvalidEvent("invalid_attribute", "an event has 'data' or 'data_base64', not both", "data")
+        try:
+            base64.b64decode(data_base64, validate=True)
+        except (TypeError, binascii.Error):
+            raise InvalidEvent(
+                "invalid_attribute", "attribute 'data_base64' must be a base64 string", "data_base64"
+            ) from None
+
     return Event(
         raw=body,
+        attributes=attrs,
         id=event_id,
         source=source,
         type=event_type,
@@ -233,6 +289,8 @@ __all__ = [
     "Event",
     "InvalidEvent",
     "ValidationHandshake",
+    "is_json_media_type",
     "parse_event",
     "parse_time",
+    "structured_from_binary",
 ]

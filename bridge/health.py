@@ -1,4 +1,6 @@
-"""Readiness: producer connected, broker reachable (cached check), not draining.
+"""Readiness: producer connected, dedupe window loaded, broker reachable, not draining.
+
+The broker check is cached; a background task that failed also fails readiness.
 
 Liveness (``/healthz``) never comes here: a Kafka outage must not make
 Kubernetes restart the pod.
@@ -11,17 +13,20 @@ import time
 
 from bridge.config import HealthSettings
 from bridge.errors import PublishError
+from bridge.pipeline import Pipeline
 from bridge.publisher import Publisher
 
 
 class Readiness:
     """Evaluates readiness; broker checks run at most once per interval, one at a time."""
 
-    def __init__(self, settings: HealthSettings, publisher: Publisher) -> None:
+    def __init__(self, settings: HealthSettings, publisher: Publisher, pipeline: Pipeline) -> None:
         self._settings = settings
         self._publisher = publisher
+        self._pipeline = pipeline
         self.producer_started = False
         self.draining = False
+        self.failure: str | None = None
         self._checked_at = float("-inf")
         self._broker_problem: str | None = "not checked yet"
         self._lock = asyncio.Lock()
@@ -31,6 +36,10 @@ class Readiness:
         problems: dict[str, str] = {}
         if self.draining:
             problems["draining"] = "shutting down"
+        if self.failure is not None:
+            problems["failed"] = self.failure
+        if not self._pipeline.dedupe_ready:
+            problems["dedupe"] = "dedupe window not loaded from Kafka yet"
         if not self.producer_started:
             problems["producer"] = "Kafka producer not started yet"
         else:

@@ -16,11 +16,13 @@ from bridge.events import CORRESPONDENCE_PREFIX, KNOWN_TYPES, VALIDATION_TYPE
 
 OUTCOMES: Final = (
     "published",
+    "duplicate",
     "validation",
     "filtered",
     "dead_lettered",
     "rejected",
     "unavailable",
+    "overloaded",
     "error",
 )
 
@@ -96,6 +98,31 @@ class Metrics:
             ["error"],
             registry=registry,
         )
+        self.redeliveries = Counter(
+            "altinn_bridge_redeliveries",
+            "Deliveries of an event the bridge had seen before (sender retries), by what the "
+            "earlier delivery was: published, in_flight or failed.",
+            ["previous"],
+            registry=registry,
+        )
+        self.dedupe_entries = Gauge(
+            "altinn_bridge_dedupe_entries",
+            "Published (source, id) keys remembered in the dedupe window.",
+            registry=registry,
+        )
+        self.dedupe_evictions = Counter(
+            "altinn_bridge_dedupe_evictions",
+            "Keys dropped from the dedupe window: expired (older than the window) or full "
+            "(BRIDGE_DEDUPE_MAX_ENTRIES reached; a redelivery of those would be published again).",
+            ["reason"],
+            registry=registry,
+        )
+        self.dedupe_state_errors = Counter(
+            "altinn_bridge_dedupe_state_errors",
+            "Failures writing or reading the dedupe state topic, by operation.",
+            ["operation"],
+            registry=registry,
+        )
         self.ready = Gauge(
             "altinn_bridge_ready",
             "1 when /readyz answers 200 (last evaluation), else 0.",
@@ -109,3 +136,9 @@ class Metrics:
             self.events.labels(outcome, "other")
         for result in ("ok", "error"):
             self.publish_seconds.labels(result)
+        for previous in ("published", "in_flight", "failed"):
+            self.redeliveries.labels(previous)
+        for reason in ("expired", "full"):
+            self.dedupe_evictions.labels(reason)
+        for operation in ("write", "read"):
+            self.dedupe_state_errors.labels(operation)

@@ -60,10 +60,15 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
     try:
         return await handler(request)
     except BridgeError as exc:
-        request[LOG_FIELDS].update(exc.extra, outcome=exc.outcome, detail=exc.detail)
-        return problem_response(
+        request[LOG_FIELDS].update(
+            {k: v for k, v in exc.extra.items() if k != "results"}, outcome=exc.outcome, detail=exc.detail
+        )
+        response = problem_response(
             exc.status, exc.title, exc.detail, exc.slug, retry_after_s=exc.retry_after_s, extra=exc.extra
         )
+        if exc.close_connection:
+            response.force_close()
+        return response
     except web.HTTPException as exc:
         if exc.status < 400:  # noqa: PLR2004 - redirects and successes pass through
             raise

@@ -1,4 +1,4 @@
-"""One event's way through the bridge: parse → decide → publish → outcome.
+"""One event's way through the bridge: parse → filter → dedupe → route → publish → outcome.
 
 Transport-agnostic: the HTTP view hands it bytes and gets an :class:`Outcome`
 back or a :class:`~bridge.errors.BridgeError` raised. Every call is counted
@@ -7,21 +7,35 @@ once in the events metric, whatever happens.
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from bridge.config import InvalidEventPolicy, Settings
-from bridge.errors import BridgeError, InvalidEventRejected, KafkaUnavailable, PublishError
-from bridge.events import Event, InvalidEvent, ValidationHandshake, parse_event
+import orjson
+
+from bridge.config import DedupeMode, InvalidEventPolicy, Settings
+from bridge.dedupe import Dedupe, Failed, Seen, dedupe_key
+from bridge.errors import (
+    BridgeError,
+    DedupeNotReady,
+    InvalidEventRejected,
+    KafkaUnavailable,
+    Overloaded,
+    PublishError,
+)
+from bridge.events import Event, InvalidEvent, ValidationHandshake, parse_event, structured_from_binary
 from bridge.filters import Filters
+from bridge.logs import get_logger
 from bridge.metrics import Metrics, type_label
 from bridge.publisher import Delivery, Publisher
 from bridge.routing import Headers, Router
 
 #: Seconds a sender is asked to wait before retrying after a 503.
 RETRY_AFTER_S = 5
+
+_log = get_logger("bridge.pipeline")
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,15 +66,26 @@ class Outcome:
 
 
 class Pipeline:
-    """Validates, filters, routes and publishes events; built once per app."""
+    """Validates, filters, dedupes, routes and publishes events; built once per app."""
 
     def __init__(self, settings: Settings, publisher: Publisher, metrics: Metrics) -> None:
         self._policy = settings.invalid_event_policy
         self._deadletter_topic = settings.topics.deadletter
-        self._router = Router(settings.topics)
+        self._router = Router(settings.topics, settings.record_mode)
         self._filters = Filters(settings.filters)
         self._publisher = publisher
         self._metrics = metrics
+        self._max_in_flight = settings.http.max_in_flight
+        self.publishing = 0
+        #: None when dedupe is off; otherwise the window, also fed by the state follower.
+        self.dedupe = (
+            None
+            if settings.dedupe.mode is DedupeMode.OFF
+            else Dedupe(settings.dedupe.window_s, settings.dedupe.max_entries)
+        )
+        self._state_topic = settings.dedupe.topic if settings.dedupe.mode is DedupeMode.KAFKA else None
+        #: False until the dedupe window is loaded from the state topic (kafka mode only).
+        self.dedupe_ready = self._state_topic is None
 
     async def ingest(self, body: bytes, content_type: str, received_at: float) -> Outcome:
         """Handle one structured-mode body received at ``received_at`` (epoch seconds)."""
@@ -72,6 +97,46 @@ class Pipeline:
             self._metrics.events.labels("validation", "validatesubscription").inc()
             return Outcome("validation", event_id=parsed.id)
         return await self._counted(type_label(parsed.type), self._event(parsed, received_at))
+
+    async def ingest_binary(
+        self, headers: Iterable[tuple[str, str]], body: bytes, content_type: str, received_at: float
+    ) -> Outcome:
+        """Handle one HTTP binary-mode event (attributes in ``ce-*`` headers, data in ``body``)."""
+        try:
+            structured = structured_from_binary(headers, body)
+        except InvalidEvent as exc:
+            return await self._counted("other", self._invalid(body, content_type, received_at, exc))
+        return await self.ingest(structured, "application/cloudevents+json", received_at)
+
+    async def ingest_batch(self, items: list[object], received_at: float) -> list[dict[str, object]]:
+        """Handle each element of a batch concurrently; one result per element, in order.
+
+        An element that could not be handled gets its error's outcome, status and
+        detail, and ``retryable`` when resending can help.
+        """
+        bodies = [orjson.dumps(item) for item in items]
+        done = await asyncio.gather(
+            *(self.ingest(body, "application/cloudevents+json", received_at) for body in bodies),
+            return_exceptions=True,
+        )
+        results: list[dict[str, object]] = []
+        for index, result in enumerate(done):
+            if isinstance(result, Outcome):
+                results.append({"index": index, **result.as_json()})
+            elif isinstance(result, BridgeError):
+                results.append(
+                    {
+                        "index": index,
+                        "outcome": result.outcome,
+                        "status": result.status,
+                        "detail": result.detail,
+                        "retryable": result.retryable,
+                        **result.extra,
+                    }
+                )
+            else:
+                raise result
+        return results
 
     async def _counted(self, label: str, work: Awaitable[Outcome]) -> Outcome:
         outcome = "error"
@@ -93,9 +158,80 @@ class Pipeline:
         filtered_by = self._filters.rejects(event)
         if filtered_by is not None:
             return Outcome("filtered", event_id=event.id, event_type=event.type, filtered_by=filtered_by)
-        route = self._router.route(event)
-        delivery = await self._publish(route.topic, route.key, event.raw, route.headers)
+        if self.dedupe is None:
+            delivery = await self._publish_event(event)
+            return Outcome("published", event_id=event.id, event_type=event.type, delivery=delivery)
+        return await self._deduped(self.dedupe, event)
+
+    async def _deduped(self, dedupe: Dedupe, event: Event) -> Outcome:
+        if not self.dedupe_ready:
+            raise DedupeNotReady(
+                "the bridge is still loading its dedupe window from Kafka; retry shortly",
+                retry_after_s=RETRY_AFTER_S,
+            )
+        key = dedupe_key(event.source, event.id)
+        claimed = dedupe.claim(key)
+        if claimed.previous is not None:
+            self._metrics.redeliveries.labels(claimed.previous).inc()
+        seen = claimed.seen
+        if claimed.wait is not None:
+            try:
+                seen = await asyncio.shield(claimed.wait)
+            except Failed:
+                raise KafkaUnavailable(
+                    "an identical delivery of this event (same source and id) failed to reach Kafka",
+                    retry_after_s=RETRY_AFTER_S,
+                ) from None
+        if seen is not None:
+            delivery = Delivery(seen.topic, seen.partition, seen.offset)
+            return Outcome("duplicate", event_id=event.id, event_type=event.type, delivery=delivery)
+
+        try:
+            delivery = await self._publish_event(event)
+        except BaseException:
+            dedupe.release(key)
+            raise
+        seen = Seen(time.time(), delivery.topic, delivery.partition, delivery.offset)
+        dedupe.commit(key, seen)
+        self._count_evictions(dedupe)
+        await self.record_state(key, seen, event.id)
         return Outcome("published", event_id=event.id, event_type=event.type, delivery=delivery)
+
+    async def record_state(self, key: bytes, seen: Seen, event_id: str) -> None:
+        """Write the committed key to the state topic, for restarts and other replicas.
+
+        The event itself is in Kafka already, so a failure here still answers 2xx;
+        it is logged and counted. This process still knows the key; a restart
+        finds it again by scanning the partition's tail (see
+        :mod:`bridge.dedupe_store`) unless a later event of the same partition
+        was recorded.
+        """
+        topic = self._state_topic
+        if topic is None:
+            return
+        try:
+            await self._publisher.publish(topic, key.hex().encode(), seen.encode(event_id), [])
+        except PublishError as exc:
+            self._metrics.dedupe_state_errors.labels("write").inc()
+            _log.warning("dedupe state not written", error=exc.detail, topic=topic)
+
+    def remember(self, key: bytes, seen: Seen) -> None:
+        """A key published elsewhere (another replica, an earlier run)."""
+        if self.dedupe is not None:
+            self.dedupe.remember(key, seen)
+            self._count_evictions(self.dedupe)
+
+    def _count_evictions(self, dedupe: Dedupe) -> None:
+        evictions = dedupe.take_evictions()
+        if evictions.expired:
+            self._metrics.dedupe_evictions.labels("expired").inc(evictions.expired)
+        if evictions.full:
+            self._metrics.dedupe_evictions.labels("full").inc(evictions.full)
+        self._metrics.dedupe_entries.set(len(dedupe))
+
+    async def _publish_event(self, event: Event) -> Delivery:
+        route = self._router.route(event)
+        return await self._publish(route.topic, route.key, route.value, route.headers)
 
     async def _invalid(
         self, body: bytes, content_type: str, received_at: float, exc: InvalidEvent
@@ -121,6 +257,12 @@ class Pipeline:
         )
 
     async def _publish(self, topic: str, key: bytes | None, value: bytes, headers: Headers) -> Delivery:
+        if self.publishing >= self._max_in_flight:
+            raise Overloaded(
+                f"{self.publishing} publishes are waiting for Kafka (BRIDGE_MAX_IN_FLIGHT); retry shortly",
+                retry_after_s=1,
+            )
+        self.publishing += 1
         started = time.perf_counter()
         try:
             delivery = await self._publisher.publish(topic, key, value, headers)
@@ -128,6 +270,8 @@ class Pipeline:
             self._metrics.publish_seconds.labels("error").observe(time.perf_counter() - started)
             self._metrics.producer_errors.labels(exc.kind).inc()
             raise KafkaUnavailable(exc.detail, retry_after_s=RETRY_AFTER_S) from exc
+        finally:
+            self.publishing -= 1
         self._metrics.publish_seconds.labels("ok").observe(time.perf_counter() - started)
         return delivery
 

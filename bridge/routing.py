@@ -7,10 +7,15 @@ bridge does not know go to the fallback topic, so nothing Altinn adds is lost.
 
 from __future__ import annotations
 
+import base64
+from collections.abc import Mapping
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
+from typing import Any
 
-from bridge.config import TopicSettings
+import orjson
+
+from bridge.config import DedupeMode, RecordMode, Settings, TopicSettings
 from bridge.events import CORRESPONDENCE_PREFIX, KNOWN_TYPES, Event
 
 RECORD_CONTENT_TYPE = b"application/cloudevents+json; charset=utf-8"
@@ -24,14 +29,16 @@ class Route:
 
     topic: str
     key: bytes
+    value: bytes
     headers: Headers
 
 
 class Router:
     """Decides the topic of an event type; built once from :class:`TopicSettings`."""
 
-    def __init__(self, settings: TopicSettings) -> None:
+    def __init__(self, settings: TopicSettings, mode: RecordMode = RecordMode.STRUCTURED) -> None:
         self._settings = settings
+        self._mode = mode
         self._exact = {r.pattern: r.topic for r in settings.routes if not _is_glob(r.pattern)}
         self._globs = [(r.pattern, r.topic) for r in settings.routes if _is_glob(r.pattern)]
         # Known types are decided once; unknown ones (rare) are decided per call.
@@ -66,8 +73,18 @@ class Router:
         return sorted(topics)
 
     def route(self, event: Event) -> Route:
-        """Topic, key (``resourceinstance``) and CloudEvents headers for ``event``."""
-        headers: Headers = [
+        """Topic, key (``resourceinstance``), value and CloudEvents headers for ``event``.
+
+        Structured mode: the value is the event as received, and the headers
+        repeat the attributes consumers filter on. Binary mode: the value is the
+        event's ``data`` and every attribute is a ``ce_`` header.
+        """
+        topic = self.topic_for(event.type)
+        key = event.resourceinstance.encode()
+        if self._mode is RecordMode.BINARY:
+            value, headers = binary_record(event.attributes)
+            return Route(topic=topic, key=key, value=value, headers=headers)
+        headers = [
             ("content-type", RECORD_CONTENT_TYPE),
             ("ce_specversion", event.specversion.encode()),
             ("ce_id", event.id.encode()),
@@ -76,11 +93,50 @@ class Router:
         ]
         if event.time is not None:
             headers.append(("ce_time", event.time.encode()))
-        return Route(
-            topic=self.topic_for(event.type),
-            key=event.resourceinstance.encode(),
-            headers=headers,
-        )
+        return Route(topic=topic, key=key, value=event.raw, headers=headers)
+
+
+def topics_to_provision(settings: Settings) -> list[str]:
+    """Every topic the bridge needs.
+
+    The event topics, then the dedupe state topic (``cleanup.policy=compact``)
+    when dedupe is kept in Kafka.
+    """
+    topics = Router(settings.topics).all_topics()
+    if settings.dedupe.mode is DedupeMode.KAFKA:
+        topics.append(settings.dedupe.topic)
+    return topics
+
+
+def binary_record(attributes: Mapping[str, Any]) -> tuple[bytes, Headers]:
+    """Value and headers of an event in the CloudEvents Kafka binding's binary mode.
+
+    The value is ``data`` (JSON-encoded unless it came as ``data_base64``), or
+    empty when the event has none (Altinn's events carry no data); never a null
+    value, which compacted topics would take as a deletion. ``datacontenttype``
+    becomes ``content-type``; every other attribute a ``ce_<name>`` header,
+    strings as they are, booleans as ``true``/``false``, other values as JSON.
+    """
+    headers: Headers = []
+    value = b""
+    for name, attr in attributes.items():
+        if name == "data":
+            value = orjson.dumps(attr)
+        elif name == "data_base64":
+            value = base64.b64decode(attr)  # checked by parse_event
+        elif name == "datacontenttype":
+            headers.append(("content-type", str(attr).encode()))
+        else:
+            headers.append(("ce_" + name, _header_value(attr)))
+    return value, headers
+
+
+def _header_value(attr: object) -> bytes:
+    if isinstance(attr, str):
+        return attr.encode()
+    if isinstance(attr, bool):
+        return b"true" if attr else b"false"
+    return orjson.dumps(attr)
 
 
 def _is_glob(pattern: str) -> bool:

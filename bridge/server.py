@@ -23,8 +23,8 @@ from bridge.state import BRIDGE, Bridge
 _log = get_logger("bridge.server")
 
 
-async def serve(settings: Settings) -> None:
-    """Serve until SIGTERM or SIGINT, then shut down gracefully."""
+async def serve(settings: Settings) -> int:
+    """Serve until a signal (exit code 0) or a fatal background failure (1); then drain."""
     app = create_app(settings)
     bridge = app[BRIDGE]
     # Our own drain waits for in-flight requests first; what aiohttp still finds
@@ -49,8 +49,17 @@ async def serve(settings: Settings) -> None:
         listening=f"http://{settings.http.host}:{settings.http.port}",
         config=settings.describe(),
     )
-    received = await signals.get()
-    await _shutdown(runner, bridge, signals, signal.Signals(received).name)
+    got_signal = asyncio.ensure_future(signals.get())
+    failed = asyncio.ensure_future(bridge.failed.wait())
+    await asyncio.wait([got_signal, failed], return_when=asyncio.FIRST_COMPLETED)
+    if got_signal.done():
+        failed.cancel()
+        await _shutdown(runner, bridge, signals, signal.Signals(got_signal.result()).name)
+        return 0
+    got_signal.cancel()
+    _log.error("stopping after a failure", failure=bridge.failure)
+    await _shutdown(runner, bridge, signals, "failure")
+    return 1
 
 
 async def _shutdown(runner: web.AppRunner, bridge: Bridge, signals: asyncio.Queue[int], name: str) -> None:

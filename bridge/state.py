@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import asyncio
+from dataclasses import dataclass, field
 
 from aiohttp import web
 
 from bridge.config import Settings
+from bridge.dedupe_store import DedupeFollower
 from bridge.health import Readiness
 from bridge.metrics import Metrics
 from bridge.pipeline import Pipeline
@@ -22,9 +24,19 @@ class Bridge:
     metrics: Metrics
     pipeline: Pipeline
     readiness: Readiness
+    follower: DedupeFollower | None = None
     in_flight: int = 0
     #: ``time.monotonic()`` by which shutdown must be complete; set on SIGTERM.
     shutdown_deadline: float | None = None
+    #: Set when a background task the bridge cannot work without has stopped.
+    failed: asyncio.Event = field(default_factory=asyncio.Event)
+    failure: str | None = None
+
+    def fail(self, reason: str) -> None:
+        """A background task died: readiness fails and the server shuts down (exit 1)."""
+        self.failure = reason
+        self.readiness.failure = reason
+        self.failed.set()
 
 
 BRIDGE = web.AppKey("bridge", Bridge)

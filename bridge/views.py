@@ -2,18 +2,38 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
+from collections import Counter
+from typing import Any
 
 import orjson
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from bridge.errors import ShuttingDown, UnsupportedMediaType
+from bridge.errors import (
+    BatchIncomplete,
+    BatchRejected,
+    BridgeError,
+    InvalidBatch,
+    Overloaded,
+    PayloadTooLarge,
+    RequestTimeout,
+    ShuttingDown,
+    UnsupportedMediaType,
+)
 from bridge.middleware import LOG_FIELDS
-from bridge.state import BRIDGE
+from bridge.pipeline import RETRY_AFTER_S
+from bridge.state import BRIDGE, Bridge
 
 #: Media types of one structured-mode CloudEvent. Altinn sends the first.
 STRUCTURED_TYPES = frozenset({"application/json", "application/cloudevents+json"})
+#: Media type of a JSON array of structured-mode CloudEvents.
+BATCH_TYPE = "application/cloudevents-batch+json"
+#: A request carrying this header is in HTTP binary content mode (attributes in headers).
+BINARY_MARKER = "ce-specversion"
+#: Outcomes a batch may contain and still be answered 2xx.
+BATCH_ACCEPTED = frozenset({"published", "duplicate", "validation", "filtered", "dead_lettered"})
 
 
 def _json(body: object, status: int = 200) -> web.Response:
@@ -21,34 +41,112 @@ def _json(body: object, status: int = 200) -> web.Response:
 
 
 async def receive_event(request: web.Request) -> web.Response:
-    """``POST /api/v1/events``: one CloudEvent; 2xx only once Kafka has it."""
+    """``POST /api/v1/events``: one CloudEvent (structured or binary mode) or a batch.
+
+    2xx only once Kafka has every event (or knew it already).
+    """
     bridge = request.app[BRIDGE]
-    fields = request[LOG_FIELDS]
     bridge.metrics.in_flight.inc()
     bridge.in_flight += 1
     try:
-        if bridge.readiness.draining:
-            bridge.metrics.events.labels("unavailable", "other").inc()
-            raise ShuttingDown("the bridge is shutting down; retry shortly", retry_after_s=1)
-        if request.content_type not in STRUCTURED_TYPES:
-            bridge.metrics.events.labels("rejected", "other").inc()
-            raise UnsupportedMediaType(
-                f"Content-Type {request.content_type!r} is not accepted; send one CloudEvent as "
-                "application/json or application/cloudevents+json"
-            )
-        try:
-            body = await request.read()
-        except web.HTTPRequestEntityTooLarge:
-            bridge.metrics.events.labels("rejected", "other").inc()
-            raise
-        outcome = await bridge.pipeline.ingest(body, request.headers.get("Content-Type", ""), time.time())
-        fields.update(outcome.as_json())
-        if outcome.event_type is not None:
-            fields["type"] = outcome.event_type
-        return _json(outcome.as_json())
+        return await _receive(request, bridge)
     finally:
         bridge.in_flight -= 1
         bridge.metrics.in_flight.dec()
+
+
+async def _receive(request: web.Request, bridge: Bridge) -> web.Response:
+    http = bridge.settings.http
+    fields = request[LOG_FIELDS]
+    try:
+        if bridge.readiness.draining:
+            raise ShuttingDown("the bridge is shutting down; retry shortly", retry_after_s=1)
+        if bridge.in_flight > http.max_in_flight:
+            raise Overloaded(
+                f"more than {http.max_in_flight} requests in flight (BRIDGE_MAX_IN_FLIGHT); retry shortly",
+                retry_after_s=1,
+            )
+        if request.content_type == BATCH_TYPE:
+            body = await _read_body(
+                request, http.max_batch_bytes, "BRIDGE_MAX_BATCH_BYTES", http.read_timeout_s
+            )
+            return await _batch(bridge, body, fields)
+        binary = BINARY_MARKER in request.headers
+        if not binary and request.content_type not in STRUCTURED_TYPES:
+            raise UnsupportedMediaType(
+                f"Content-Type {request.content_type!r} is not accepted; send one CloudEvent as "
+                f"application/json or application/cloudevents+json, in binary mode (ce-* headers), "
+                f"or a batch as {BATCH_TYPE}"
+            )
+        body = await _read_body(request, http.max_body_bytes, "BRIDGE_MAX_BODY_BYTES", http.read_timeout_s)
+    except BridgeError as exc:
+        bridge.metrics.events.labels(exc.outcome, "other").inc()
+        raise
+    content_type = request.headers.get("Content-Type", "")
+    if binary:
+        fields["mode"] = "binary"
+        outcome = await bridge.pipeline.ingest_binary(
+            request.headers.items(), body, content_type, time.time()
+        )
+    else:
+        outcome = await bridge.pipeline.ingest(body, content_type, time.time())
+    fields.update(outcome.as_json())
+    if outcome.event_type is not None:
+        fields["type"] = outcome.event_type
+    return _json(outcome.as_json())
+
+
+async def _read_body(request: web.Request, limit: int, setting: str, timeout_s: float) -> bytes:
+    """The body, refusing more than ``limit`` bytes (before reading when Content-Length says so)."""
+    too_large = f"the body is larger than {limit} bytes ({setting})"
+    length = request.content_length
+    if length is not None and length > limit:
+        raise PayloadTooLarge(f"{too_large}: Content-Length is {length}")
+    body = bytearray()
+    try:
+        async with asyncio.timeout(timeout_s):
+            async for chunk in request.content.iter_any():
+                body += chunk
+                if len(body) > limit:
+                    raise PayloadTooLarge(too_large)
+    except TimeoutError:
+        raise RequestTimeout(
+            f"the body did not arrive within {timeout_s:g} s (BRIDGE_READ_TIMEOUT_S)"
+        ) from None
+    return bytes(body)
+
+
+async def _batch(bridge: Bridge, body: bytes, fields: dict[str, Any]) -> web.Response:
+    limit = bridge.settings.http.max_batch_events
+    try:
+        items = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidBatch(f"the batch is not valid JSON: {exc}") from None
+    if not isinstance(items, list):
+        raise InvalidBatch(f"a batch must be a JSON array of CloudEvents, got a JSON {type(items).__name__}")
+    if len(items) > limit:
+        raise PayloadTooLarge(f"the batch has {len(items)} events; at most {limit} (BRIDGE_MAX_BATCH_EVENTS)")
+    results = await bridge.pipeline.ingest_batch(items, time.time())
+    counts = Counter(str(r["outcome"]) for r in results)
+    fields.update(batch=len(items), outcomes=dict(counts))
+    if set(counts) <= BATCH_ACCEPTED:
+        return _json(
+            {"outcome": "accepted", "count": len(items), "outcomes": dict(counts), "results": results}
+        )
+    if any(r.get("retryable") for r in results):
+        raise BatchIncomplete(
+            "some events of the batch did not reach Kafka; resend the whole batch (duplicates are dropped)",
+            retry_after_s=RETRY_AFTER_S,
+            count=len(items),
+            outcomes=dict(counts),
+            results=results,
+        )
+    raise BatchRejected(
+        "some events of the batch were rejected; see results",
+        count=len(items),
+        outcomes=dict(counts),
+        results=results,
+    )
 
 
 async def healthz(_: web.Request) -> web.Response:

@@ -7,7 +7,6 @@ to a local S3 (moto) so acknowledged data survives SIGKILL, for fault tests.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import importlib.resources
 import os
@@ -21,6 +20,9 @@ from pathlib import Path
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
+
+from bridge.config import DedupeMode, Settings
+from bridge.routing import topics_to_provision
 
 #: Environment variable with a path to another ``tansu`` build to use instead.
 TANSU_BIN_ENV = "TANSU_BIN"
@@ -233,20 +235,29 @@ class S3Server:
             self.process.wait()
 
 
-async def create_topics(bootstrap: str, topics: list[str], partitions: int = 3) -> None:
-    """Create ``topics`` (existing ones are left alone)."""
+async def create_topics(
+    bootstrap: str, topics: list[str], partitions: int = 3, compacted: frozenset[str] = frozenset()
+) -> None:
+    """Create ``topics`` (existing ones are left alone); those in ``compacted`` with
+    ``cleanup.policy=compact``."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
     await admin.start()
     try:
         existing = set(await admin.list_topics())
         missing = [t for t in topics if t not in existing]
         for topic in missing:
+            configs = {"cleanup.policy": "compact"} if topic in compacted else None
             with contextlib.suppress(TopicAlreadyExistsError):
-                await admin.create_topics([NewTopic(topic, partitions, 1)])
+                await admin.create_topics([NewTopic(topic, partitions, 1, topic_configs=configs)])
     finally:
         await admin.close()
 
 
-def create_topics_sync(bootstrap: str, topics: list[str], partitions: int = 3) -> None:
-    """Blocking :func:`create_topics`."""
-    asyncio.run(create_topics(bootstrap, topics, partitions))
+async def provision(bootstrap: str, settings: Settings, partitions: int = 3) -> list[str]:
+    """Create every topic ``settings`` needs (``altinn-bridge topics``); the names."""
+    topics = topics_to_provision(settings)
+    compacted = (
+        frozenset({settings.dedupe.topic}) if settings.dedupe.mode is DedupeMode.KAFKA else frozenset()
+    )
+    await create_topics(bootstrap, topics, partitions, compacted)
+    return topics

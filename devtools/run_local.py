@@ -3,6 +3,7 @@ topics, and the bridge on http://127.0.0.1:8080. Ctrl-C stops both."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import shlex
@@ -12,7 +13,8 @@ import sys
 import time
 from pathlib import Path
 
-from devtools.broker import Broker, create_topics_sync, kafka_answers, start_broker
+from bridge.config import ConfigError, Settings
+from devtools.broker import Broker, kafka_answers, provision, start_broker
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "tests" / "fixtures" / "altinn-events" / "valid" / "06-correspondencepublished.json"
@@ -51,10 +53,11 @@ def main() -> int:
     bootstrap = env["KAFKA_BOOTSTRAP_SERVERS"]
     bridge: subprocess.Popen[bytes] | None = None
     try:
-        topics = subprocess.run(
-            [*bridge_cmd, "topics"], env=env, check=True, capture_output=True, text=True
-        ).stdout.split()
-        create_topics_sync(bootstrap, topics)
+        try:
+            settings = Settings.from_env(env)
+        except ConfigError as exc:
+            sys.exit(f"altinn-bridge: {exc}")
+        topics = asyncio.run(provision(bootstrap, settings))
         print(f"topics ready on {bootstrap}: {len(topics)}")
         bridge = subprocess.Popen([*bridge_cmd, "serve"], env=env)
         url = f"http://{env['BRIDGE_HTTP_HOST']}:{env['BRIDGE_HTTP_PORT']}"

@@ -137,8 +137,12 @@ class FakePublisher:
 
 
 def make_settings(**env: str) -> Settings:
-    """Settings from a dict, with a bootstrap server that is never contacted."""
-    return Settings.from_env({"KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1", **env})
+    """Settings from a dict, with a bootstrap server that is never contacted.
+
+    Dedupe is kept in memory unless a test asks otherwise: the production default
+    (``kafka``) reads a state topic, which the HTTP tests' fake publisher has not.
+    """
+    return Settings.from_env({"KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1", "BRIDGE_DEDUPE": "memory", **env})
 
 
 @pytest.fixture

@@ -251,7 +251,7 @@ async def test_body_over_the_limit_is_413_problem(make_client, fake_publisher, r
     problem = await problem_answer(
         await post_event(client, _padded(body_bytes(PUBLISHED_FIXTURE), 1025)),
         413,
-        "request-entity-too-large",
+        "payload-too-large",
     )
 
     assert "1024" in problem["detail"]

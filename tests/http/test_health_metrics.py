@@ -270,9 +270,9 @@ async def test_random_types_paths_and_content_types_do_not_grow_labels(make_clie
     client = await make_client()
     for _ in range(50):
         random = uuid.uuid4().hex
-        body = with_attributes(PUBLISHED_FIXTURE, type=f"no.altinn.correspondence.{random}")
+        body = with_attributes(PUBLISHED_FIXTURE, id=random, type=f"no.altinn.correspondence.{random}")
         await json_answer(await post_event(client, body))
-        await post_event(client, with_attributes(PUBLISHED_FIXTURE, type=random))
+        await post_event(client, with_attributes(PUBLISHED_FIXTURE, id=f"{random}-2", type=random))
         await problem_answer(await client.get(f"/{random}"), 404, "not-found")
         await problem_answer(await client.post(f"{EVENTS_PATH}/{random}"), 404, "not-found")
         await problem_answer(

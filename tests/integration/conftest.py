@@ -22,13 +22,17 @@ import aiohttp
 import pytest
 
 from bridge.routing import Router
-from devtools.broker import Broker, S3Server, create_topics, free_port, start_broker
+from devtools.broker import Broker, S3Server, free_port, provision, start_broker
 from tests.conftest import LOG_DIR, make_settings
 
 pytestmark = pytest.mark.integration
 
 EXTERNAL_KAFKA_ENV = "BRIDGE_TEST_KAFKA_BOOTSTRAP"
-DEFAULT_TOPICS = Router(make_settings().topics).all_topics()
+#: The settings the bridge processes run with (dedupe in Kafka, the production default).
+BRIDGE_SETTINGS = make_settings(BRIDGE_DEDUPE="kafka")
+#: The event topics (what consumers read); ``provision`` also creates the dedupe state topic.
+DEFAULT_TOPICS = Router(BRIDGE_SETTINGS.topics).all_topics()
+DEDUPE_TOPIC = BRIDGE_SETTINGS.dedupe.topic
 
 
 @pytest.fixture(scope="session")
@@ -36,12 +40,12 @@ def kafka_bootstrap() -> Iterator[str]:
     """Bootstrap of the session's broker, with the default topics created."""
     external = os.environ.get(EXTERNAL_KAFKA_ENV)
     if external:
-        asyncio.run(create_topics(external, DEFAULT_TOPICS))
+        asyncio.run(provision(external, BRIDGE_SETTINGS))
         yield external
         return
     broker = start_broker(LOG_DIR)
     try:
-        asyncio.run(create_topics(broker.bootstrap, DEFAULT_TOPICS))
+        asyncio.run(provision(broker.bootstrap, BRIDGE_SETTINGS))
         yield broker.bootstrap
     finally:
         broker.stop()
@@ -52,7 +56,7 @@ def own_broker() -> Iterator[Broker]:
     """A memory broker for one test that stops, pauses or kills it."""
     broker = start_broker(LOG_DIR)
     try:
-        asyncio.run(create_topics(broker.bootstrap, DEFAULT_TOPICS))
+        asyncio.run(provision(broker.bootstrap, BRIDGE_SETTINGS))
         yield broker
     finally:
         if broker.process is not None and broker.process.poll() is None:
@@ -68,7 +72,7 @@ def durable_broker() -> Iterator[Broker]:
     try:
         broker = start_broker(LOG_DIR, storage="s3://tansu/", env=s3.broker_env())
         try:
-            asyncio.run(create_topics(broker.bootstrap, DEFAULT_TOPICS))
+            asyncio.run(provision(broker.bootstrap, BRIDGE_SETTINGS))
             yield broker
         finally:
             broker.stop()

@@ -9,9 +9,10 @@ import sys
 import orjson
 import pytest
 
+from devtools.broker import provision
 from devtools.show_topic import read_topics
 from tests.conftest import ALTINN_CONTENT_TYPE, INVALID, VALID, VALIDATION_FIXTURE
-from tests.integration.conftest import DEFAULT_TOPICS, wait_for_status
+from tests.integration.conftest import BRIDGE_SETTINGS, DEFAULT_TOPICS, wait_for_status
 
 pytestmark = pytest.mark.integration
 
@@ -169,9 +170,7 @@ async def test_starts_without_kafka_and_connects_when_it_appears(own_broker, sta
     assert status == 503, body
 
     own_broker.start()
-    from devtools.broker import create_topics  # noqa: PLC0415
-
-    await create_topics(own_broker.bootstrap, DEFAULT_TOPICS)
+    await provision(own_broker.bootstrap, BRIDGE_SETTINGS)
     await wait_for_status(http, bridge.url + "/readyz", 200, timeout_s=30)
     status, body = await _post(http, bridge.url, VALID[0].read_bytes())
     assert status == 200, body

@@ -1,0 +1,182 @@
+"""Duplicate suppression on (``source``, ``id``). Pure: no framework imports.
+
+Altinn delivers at least once: the same event (same ``source`` + ``id``) can
+arrive again after a lost acknowledgement, and is retried for ~35 h after a
+failure. The rules, in the order a delivery meets them:
+
+- A key already published within the window is a duplicate: answered 2xx with
+  where the first copy went, not published again.
+- A key whose first delivery is still being published is *reserved*: the
+  duplicate waits for that delivery's outcome instead of publishing in parallel.
+- A key is committed only after Kafka acknowledged the record. If the publish
+  fails the reservation is released, so the sender's retry publishes.
+
+:class:`Dedupe` holds the window in memory, bounded by a maximum entry count
+(oldest evicted first) and by age. Persisting and sharing it between replicas
+is :mod:`bridge.dedupe_store`'s job.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Final
+
+import orjson
+
+#: Keys of deliveries that failed, remembered only to count sender retries.
+_FAILED_MEMORY: Final = 10_000
+
+
+def dedupe_key(source: str, event_id: str) -> bytes:
+    """The 16-byte key of an event: BLAKE2b of ``source`` and ``id``.
+
+    Fixed size whatever is sent (ids can be long), and the state topic's record
+    key is its hex form. Collisions are out of reach (2**-64 at 2**32 keys).
+    """
+    return hashlib.blake2b(f"{source}\n{event_id}".encode(), digest_size=16).digest()
+
+
+@dataclass(frozen=True, slots=True)
+class Seen:
+    """A published event: when it was committed (epoch s) and where it went."""
+
+    at: float
+    topic: str
+    partition: int
+    offset: int
+
+    def encode(self, event_id: str) -> bytes:
+        """The state topic record value."""
+        return orjson.dumps(
+            {
+                "id": event_id,
+                "at": self.at,
+                "topic": self.topic,
+                "partition": self.partition,
+                "offset": self.offset,
+            }
+        )
+
+    @classmethod
+    def decode(cls, value: bytes) -> Seen:
+        """Parse a state topic record value; ``ValueError`` if it is not one."""
+        try:
+            data = orjson.loads(value)
+            return cls(float(data["at"]), str(data["topic"]), int(data["partition"]), int(data["offset"]))
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"not a dedupe state record: {exc}") from None
+
+
+class Failed(Exception):
+    """The first delivery of a key failed; a waiting duplicate shares the failure."""
+
+
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    """What :meth:`Dedupe.claim` decided.
+
+    Exactly one of: ``seen`` (a duplicate of a published event), ``wait`` (the
+    first delivery is in flight; await it), or neither (the caller owns the key
+    and must :meth:`Dedupe.commit` or :meth:`Dedupe.release` it). ``previous``
+    names what a redelivery met (``published``, ``in_flight``, ``failed``), or
+    is None for a first delivery.
+    """
+
+    seen: Seen | None = None
+    wait: asyncio.Future[Seen] | None = None
+    previous: str | None = None
+
+
+@dataclass(slots=True)
+class Evictions:
+    """Entries dropped from the window since the last :meth:`Dedupe.take_evictions`."""
+
+    expired: int = 0
+    full: int = 0
+
+
+class Dedupe:
+    """The window of published keys plus the reservations of keys in flight."""
+
+    def __init__(self, window_s: float, max_entries: int, clock: Callable[[], float] = time.time) -> None:
+        self.window_s = window_s
+        self.max_entries = max_entries
+        self._clock = clock
+        self._seen: OrderedDict[bytes, Seen] = OrderedDict()
+        self._pending: dict[bytes, asyncio.Future[Seen]] = {}
+        self._failed: OrderedDict[bytes, None] = OrderedDict()
+        self._evictions = Evictions()
+
+    def __len__(self) -> int:
+        return len(self._seen)
+
+    def lookup(self, key: bytes) -> Seen | None:
+        """The published entry for ``key`` if it is within the window."""
+        seen = self._seen.get(key)
+        if seen is not None and seen.at < self._clock() - self.window_s:
+            return None
+        return seen
+
+    def claim(self, key: bytes) -> Claimed:
+        """Decide what a delivery of ``key`` does; reserves the key for a first delivery."""
+        seen = self.lookup(key)
+        if seen is not None:
+            return Claimed(seen=seen, previous="published")
+        pending = self._pending.get(key)
+        if pending is not None:
+            return Claimed(wait=pending, previous="in_flight")
+        self._pending[key] = asyncio.get_running_loop().create_future()
+        return Claimed(previous="failed" if key in self._failed else None)
+
+    def commit(self, key: bytes, seen: Seen) -> None:
+        """Kafka acknowledged the owner's record: remember it and wake the waiters."""
+        self._failed.pop(key, None)
+        self.remember(key, seen)
+        future = self._pending.pop(key, None)
+        if future is not None and not future.done():
+            future.set_result(seen)
+
+    def release(self, key: bytes) -> None:
+        """The owner's publish failed: forget the reservation so a retry publishes."""
+        self._failed[key] = None
+        self._failed.move_to_end(key)
+        if len(self._failed) > _FAILED_MEMORY:
+            self._failed.popitem(last=False)
+        future = self._pending.pop(key, None)
+        if future is not None and not future.done():
+            future.set_exception(Failed())
+            # Waiters retrieve it; without any, mark it retrieved so asyncio does not warn.
+            future.exception()
+
+    def remember(self, key: bytes, seen: Seen) -> None:
+        """Add a published key (ours, or learnt from the state topic), newest last."""
+        if seen.at < self._clock() - self.window_s:
+            return
+        if key in self._seen:
+            return
+        self._seen[key] = seen
+        self._expire()
+        while len(self._seen) > self.max_entries:
+            self._seen.popitem(last=False)
+            self._evictions.full += 1
+
+    def _expire(self) -> None:
+        # Insertion order is close to time order, so expired entries sit at the front;
+        # one that is out of order is still ignored by lookup() and evicted in turn.
+        horizon = self._clock() - self.window_s
+        while self._seen:
+            oldest = next(iter(self._seen.values()))
+            if oldest.at >= horizon:
+                break
+            self._seen.popitem(last=False)
+            self._evictions.expired += 1
+
+    def take_evictions(self) -> Evictions:
+        """Evictions since the last call (for counting in metrics)."""
+        taken, self._evictions = self._evictions, Evictions()
+        return taken

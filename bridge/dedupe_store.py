@@ -1,0 +1,221 @@
+"""The dedupe window's Kafka side: load it at start-up, then follow other replicas.
+
+Every published event's key is written to the state topic (compacted; key =
+hex of :func:`bridge.dedupe.dedupe_key`, value = :meth:`bridge.dedupe.Seen.encode`)
+after Kafka acknowledged the event. This module reads it back:
+
+1. **Load** (before the bridge reports ready): the state topic from the beginning
+   up to its high watermark; entries older than the window are skipped.
+2. **Repair the crash gap**: a bridge killed between an event's acknowledgement
+   and its state record left an event in Kafka that the state topic does not
+   know, and the sender, never answered 2xx, will resend it. So the tail of every
+   event-topic partition after the last offset the state topic records is read
+   too, and the events found there (by their ``ce_source``/``ce_id`` headers)
+   are remembered and written to the state topic.
+3. **Follow** the state topic for as long as the bridge runs, so replicas learn
+   each other's publishes within milliseconds.
+
+"Up to the high watermark" uses the watermark returned with each fetch, not the
+ListOffsets answer, which the local test broker (Tansu on S3) gets wrong.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass
+
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka.errors import KafkaError
+
+from bridge.config import Settings
+from bridge.dedupe import Seen, dedupe_key
+from bridge.logs import get_logger
+from bridge.metrics import Metrics
+from bridge.pipeline import Pipeline
+
+#: How long one fetch waits for records, in milliseconds.
+_FETCH_WAIT_MS = 200
+
+_log = get_logger("bridge.dedupe")
+
+
+class StateTopicMissing(RuntimeError):
+    """The state topic does not exist; the bridge does not create topics."""
+
+
+@dataclass(slots=True)
+class LoadReport:
+    """What start-up found."""
+
+    state_records: int = 0
+    remembered: int = 0
+    tail_records: int = 0
+    recovered: int = 0
+    took_s: float = 0.0
+
+
+class DedupeFollower:
+    """Loads and follows the state topic into the pipeline's dedupe window."""
+
+    def __init__(self, settings: Settings, pipeline: Pipeline, metrics: Metrics) -> None:
+        self._settings = settings
+        self._pipeline = pipeline
+        self._metrics = metrics
+        self._topic = settings.dedupe.topic
+        self._consumer: AIOKafkaConsumer | None = None
+        #: Highest event offset the state topic records, per event-topic partition.
+        self._recorded: dict[tuple[str, int], int] = {}
+
+    def _new_consumer(self) -> AIOKafkaConsumer:
+        kafka = self._settings.kafka
+        return AIOKafkaConsumer(
+            bootstrap_servers=list(kafka.bootstrap_servers),
+            client_id=f"{kafka.client_id}-dedupe",
+            group_id=None,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            fetch_max_wait_ms=100,
+            request_timeout_ms=int(max(kafka.publish_timeout_s, 10.0) * 1000),
+        )
+
+    async def load(self) -> LoadReport:
+        """Fill the window from the state topic and the event topics' tails."""
+        started = time.monotonic()
+        report = LoadReport()
+        consumer = self._new_consumer()
+        await consumer.start()
+        try:
+            existing = await consumer.topics()
+            self._check_exists(existing)
+            partitions = _partitions(consumer, [self._topic])
+            consumer.assign(partitions)
+            for tp, start in (await consumer.beginning_offsets(partitions)).items():
+                consumer.seek(tp, start)
+            async for batch in _until_caught_up(consumer, partitions):
+                report.state_records += len(batch)
+                report.remembered += self._apply(batch)
+        except BaseException:
+            await consumer.stop()
+            raise
+        self._consumer = consumer
+        await self._repair_tail(existing, report)
+        report.took_s = round(time.monotonic() - started, 3)
+        return report
+
+    def _check_exists(self, existing: set[str]) -> None:
+        if self._topic not in existing:
+            raise StateTopicMissing(
+                f"dedupe state topic {self._topic!r} does not exist: create it with "
+                "cleanup.policy=compact (see `altinn-bridge topics`), or set BRIDGE_DEDUPE=memory"
+            )
+
+    async def follow(self) -> None:
+        """Apply state records written from now on (by this and other replicas). Runs until cancelled."""
+        consumer = self._consumer
+        if consumer is None:
+            raise RuntimeError("load() first")
+        while True:
+            try:
+                batches = await consumer.getmany(timeout_ms=_FETCH_WAIT_MS * 5)
+            except KafkaError as exc:
+                self._metrics.dedupe_state_errors.labels("read").inc()
+                _log.warning("reading the dedupe state topic failed; retrying", error=str(exc))
+                await asyncio.sleep(1.0)
+                continue
+            for records in batches.values():
+                self._apply(records)
+
+    async def stop(self) -> None:
+        """Close the consumer."""
+        if self._consumer is not None:
+            await self._consumer.stop()
+            self._consumer = None
+
+    def _apply(self, records: Iterable[ConsumerRecord]) -> int:
+        """Remember state records; the number that were within the window."""
+        remembered = 0
+        horizon = time.time() - self._settings.dedupe.window_s
+        for record in records:
+            if record.value is None or record.key is None:
+                continue  # a tombstone: compaction's deletion marker
+            try:
+                seen = Seen.decode(record.value)
+                key = bytes.fromhex(record.key.decode())
+            except ValueError as exc:
+                self._metrics.dedupe_state_errors.labels("read").inc()
+                _log.warning("unreadable dedupe state record skipped", offset=record.offset, error=str(exc))
+                continue
+            place = (seen.topic, seen.partition)
+            self._recorded[place] = max(self._recorded.get(place, -1), seen.offset)
+            if seen.at >= horizon:
+                self._pipeline.remember(key, seen)
+                remembered += 1
+        return remembered
+
+    async def _repair_tail(self, existing: set[str], report: LoadReport) -> None:
+        event_topics = [
+            t for t in self._pipeline.topics() if t in existing and t != self._settings.topics.deadletter
+        ]
+        if not event_topics:
+            return
+        consumer = self._new_consumer()
+        await consumer.start()
+        try:
+            partitions = _partitions(consumer, event_topics)
+            consumer.assign(partitions)
+            unrecorded = [tp for tp in partitions if (tp.topic, tp.partition) not in self._recorded]
+            starts = await consumer.beginning_offsets(unrecorded) if unrecorded else {}
+            for tp in partitions:
+                last = self._recorded.get((tp.topic, tp.partition))
+                consumer.seek(tp, starts[tp] if last is None else last + 1)
+            horizon = time.time() - self._settings.dedupe.window_s
+            async for batch in _until_caught_up(consumer, partitions):
+                report.tail_records += len(batch)
+                for record in batch:
+                    if await self._recover(record, horizon):
+                        report.recovered += 1
+        finally:
+            await consumer.stop()
+
+    async def _recover(self, record: ConsumerRecord, horizon: float) -> bool:
+        headers = dict(record.headers or ())
+        source, event_id = headers.get("ce_source"), headers.get("ce_id")
+        at = record.timestamp / 1000
+        if not source or not event_id or at < horizon:
+            return False
+        key = dedupe_key(source.decode(errors="replace"), event_id.decode(errors="replace"))
+        dedupe = self._pipeline.dedupe
+        if dedupe is None or dedupe.lookup(key) is not None:
+            return False
+        seen = Seen(at, record.topic, record.partition, record.offset)
+        self._pipeline.remember(key, seen)
+        await self._pipeline.record_state(key, seen, event_id.decode(errors="replace"))
+        return True
+
+
+def _partitions(consumer: AIOKafkaConsumer, topics: list[str]) -> list[TopicPartition]:
+    return [
+        TopicPartition(topic, p)
+        for topic in topics
+        for p in sorted(consumer.partitions_for_topic(topic) or ())
+    ]
+
+
+async def _until_caught_up(
+    consumer: AIOKafkaConsumer, partitions: list[TopicPartition]
+) -> AsyncIterator[list[ConsumerRecord]]:
+    """Yield record batches until every partition's position reaches its high watermark."""
+    while True:
+        batches = await consumer.getmany(*partitions, timeout_ms=_FETCH_WAIT_MS)
+        for records in batches.values():
+            yield records
+        behind = False
+        for tp in partitions:
+            highwater = consumer.highwater(tp)
+            if highwater is None or await consumer.position(tp) < highwater:
+                behind = True
+                break
+        if not behind:
+            return
