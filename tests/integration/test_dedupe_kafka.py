@@ -50,7 +50,7 @@ def _state_records(bootstrap: str, event: dict[str, object]) -> list[dict[str, o
 async def _metric(http, url: str, name: str) -> float:
     async with http.get(url + "/metrics") as response:
         for line in (await response.text()).splitlines():
-            if line.startswith(name + " ") or line.startswith(name + "{"):
+            if line.startswith((name + " ", name + "{")):
                 return float(line.rsplit(" ", 1)[1])
     raise AssertionError(f"{name} not exposed")
 
