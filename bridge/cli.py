@@ -27,8 +27,8 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("serve", help="run the webhook server (the default)")
     sub.add_parser(
         "topics",
-        help="print every Kafka topic this configuration writes to (the dedupe state topic, "
-        "which must be compacted, last)",
+        help="print every Kafka topic this configuration writes to; the dedupe state topic, "
+        "last, needs cleanup.policy=compact,delete and retention.ms above the dedupe window",
     )
     sub.add_parser("check-config", help="validate the configuration and print it as JSON")
     return parser

@@ -80,8 +80,8 @@ VARIABLES: Final[dict[str, Variable]] = {
     ),
     "BRIDGE_DEDUPE_TOPIC": Variable(
         "altinn.correspondence.dedupe",
-        "Compacted topic holding the keys of published events (`cleanup.policy=compact`). "
-        "Unset: `<BRIDGE_TOPIC_PREFIX>.dedupe`.",
+        "Topic holding the keys of published events (`cleanup.policy=compact,delete`, "
+        "`retention.ms` above the window). Unset: `<BRIDGE_TOPIC_PREFIX>.dedupe`.",
     ),
     "BRIDGE_DEDUPE_WINDOW_S": Variable(
         "172800",
@@ -90,8 +90,8 @@ VARIABLES: Final[dict[str, Variable]] = {
     ),
     "BRIDGE_DEDUPE_MAX_ENTRIES": Variable(
         "500000",
-        "Most keys remembered; the oldest is evicted (and counted) beyond it. About 280 bytes "
-        "of memory each (see README), so ~140 MiB when the default is full.",
+        "Most keys remembered; the oldest is evicted (and counted) beyond it. About 250 bytes "
+        "of memory each (`python -m devtools.dedupe_memory`), so ~120 MiB when the default is full.",
     ),
     "BRIDGE_RECORD_MODE": Variable(
         "structured",

@@ -20,9 +20,10 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import itertools
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Final
 
@@ -70,6 +71,24 @@ class Seen:
             return cls(float(data["at"]), str(data["topic"]), int(data["partition"]), int(data["offset"]))
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"not a dedupe state record: {exc}") from None
+
+
+def unrecorded_ranges(offsets: Iterable[int]) -> list[tuple[int, int | None]]:
+    """The offset ranges ``[start, stop)`` of a partition that no state record covers.
+
+    From the lowest recorded offset on: the gaps between recorded offsets, then
+    everything after the highest (``stop`` None). The bridge writes a state record
+    for every event it publishes, so a gap holds events whose record was never
+    written — a bridge killed between the two writes — and is read at start-up.
+    """
+    ordered = sorted(set(offsets))
+    if not ordered:
+        raise ValueError("no recorded offsets")
+    ranges: list[tuple[int, int | None]] = [
+        (low + 1, high) for low, high in itertools.pairwise(ordered) if high > low + 1
+    ]
+    ranges.append((ordered[-1] + 1, None))
+    return ranges
 
 
 class Failed(Exception):

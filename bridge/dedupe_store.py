@@ -30,7 +30,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError
 
 from bridge.config import Settings
-from bridge.dedupe import Seen, dedupe_key
+from bridge.dedupe import Seen, dedupe_key, unrecorded_ranges
 from bridge.logs import get_logger
 from bridge.metrics import Metrics
 from bridge.pipeline import Pipeline
@@ -65,8 +65,10 @@ class DedupeFollower:
         self._metrics = metrics
         self._topic = settings.dedupe.topic
         self._consumer: AIOKafkaConsumer | None = None
-        #: Highest event offset the state topic records, per event-topic partition.
-        self._recorded: dict[tuple[str, int], int] = {}
+        #: Event offsets the state topic records, per event-topic partition (during load only).
+        self._recorded: dict[tuple[str, int], list[int]] = {}
+        #: The oldest commit time among them (same partitions).
+        self._oldest: dict[tuple[str, int], float] = {}
 
     def _new_consumer(self) -> AIOKafkaConsumer:
         kafka = self._settings.kafka
@@ -108,7 +110,8 @@ class DedupeFollower:
         if self._topic not in existing:
             raise StateTopicMissing(
                 f"dedupe state topic {self._topic!r} does not exist: create it with "
-                "cleanup.policy=compact (see `altinn-bridge topics`), or set BRIDGE_DEDUPE=memory"
+                "cleanup.policy=compact,delete and retention.ms above BRIDGE_DEDUPE_WINDOW_S "
+                "(see `altinn-bridge topics`), or set BRIDGE_DEDUPE=memory"
             )
 
     async def follow(self) -> None:
@@ -148,7 +151,8 @@ class DedupeFollower:
                 _log.warning("unreadable dedupe state record skipped", offset=record.offset, error=str(exc))
                 continue
             place = (seen.topic, seen.partition)
-            self._recorded[place] = max(self._recorded.get(place, -1), seen.offset)
+            self._recorded.setdefault(place, []).append(seen.offset)
+            self._oldest[place] = min(self._oldest.get(place, seen.at), seen.at)
             if seen.at >= horizon:
                 self._pipeline.remember(key, seen)
                 remembered += 1
@@ -165,19 +169,37 @@ class DedupeFollower:
         try:
             partitions = _partitions(consumer, event_topics)
             consumer.assign(partitions)
-            unrecorded = [tp for tp in partitions if (tp.topic, tp.partition) not in self._recorded]
-            starts = await consumer.beginning_offsets(unrecorded) if unrecorded else {}
-            for tp in partitions:
-                last = self._recorded.get((tp.topic, tp.partition))
-                consumer.seek(tp, starts[tp] if last is None else last + 1)
             horizon = time.time() - self._settings.dedupe.window_s
-            async for batch in _until_caught_up(consumer, partitions):
+            starts = await consumer.beginning_offsets(partitions)
+            ranges = {tp: _Ranges(self._unrecorded(tp, starts[tp], horizon)) for tp in partitions}
+            for tp, todo in ranges.items():
+                consumer.seek(tp, todo.start)
+            async for batch in _until_caught_up(consumer, partitions, ranges):
                 report.tail_records += len(batch)
                 for record in batch:
                     if await self._recover(record, horizon):
                         report.recovered += 1
         finally:
+            self._recorded.clear()
+            self._oldest.clear()
             await consumer.stop()
+
+    def _unrecorded(self, tp: TopicPartition, beginning: int, horizon: float) -> list[tuple[int, int | None]]:
+        """Offset ranges of ``tp`` to read: those no state record covers, within the window.
+
+        Before the lowest recorded offset only when the state topic is younger than
+        the window there (a new deployment); otherwise those events are older than
+        the window, and reading them would only cost start-up time.
+        """
+        place = (tp.topic, tp.partition)
+        offsets = self._recorded.get(place)
+        if not offsets:
+            return [(beginning, None)]
+        ranges = unrecorded_ranges(offsets)
+        lowest = min(offsets)
+        if self._oldest[place] >= horizon and beginning < lowest:
+            ranges.insert(0, (beginning, lowest))
+        return ranges
 
     async def _recover(self, record: ConsumerRecord, horizon: float) -> bool:
         headers = dict(record.headers or ())
@@ -203,14 +225,50 @@ def _partitions(consumer: AIOKafkaConsumer, topics: list[str]) -> list[TopicPart
     ]
 
 
+@dataclass(slots=True)
+class _Ranges:
+    """The offset ranges still to read in one partition; the last is open-ended."""
+
+    todo: list[tuple[int, int | None]]
+
+    @property
+    def start(self) -> int:
+        return self.todo[0][0]
+
+    def wanted(self, offset: int) -> bool:
+        """True if ``offset`` is in a range; False if the reader must seek to :attr:`start`."""
+        while True:
+            start, stop = self.todo[0]
+            if stop is None or offset < stop:
+                return offset >= start
+            self.todo.pop(0)
+
+
 async def _until_caught_up(
-    consumer: AIOKafkaConsumer, partitions: list[TopicPartition]
+    consumer: AIOKafkaConsumer,
+    partitions: list[TopicPartition],
+    ranges: dict[TopicPartition, _Ranges] | None = None,
 ) -> AsyncIterator[list[ConsumerRecord]]:
-    """Yield record batches until every partition's position reaches its high watermark."""
+    """Yield record batches until every partition's position reaches its high watermark.
+
+    With ``ranges``, only the records inside each partition's ranges, seeking over
+    the rest.
+    """
     while True:
         batches = await consumer.getmany(*partitions, timeout_ms=_FETCH_WAIT_MS)
-        for records in batches.values():
-            yield records
+        for tp, records in batches.items():
+            if ranges is None:
+                yield records
+                continue
+            todo, kept = ranges[tp], []
+            for record in records:
+                if not todo.wanted(record.offset):  # read through a range: skip to the next
+                    consumer.seek(tp, todo.start)
+                    break
+                kept.append(record)
+            if kept:
+                yield kept
+        # Done when every position reached its high watermark (a seek above moves it back).
         behind = False
         for tp in partitions:
             highwater = consumer.highwater(tp)

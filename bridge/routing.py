@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 
-from bridge.config import DedupeMode, RecordMode, Settings, TopicSettings
+from bridge.config import DedupeMode, DedupeSettings, RecordMode, Settings, TopicSettings
 from bridge.events import CORRESPONDENCE_PREFIX, KNOWN_TYPES, Event
 
 RECORD_CONTENT_TYPE = b"application/cloudevents+json; charset=utf-8"
@@ -106,6 +106,16 @@ def topics_to_provision(settings: Settings) -> list[str]:
     if settings.dedupe.mode is DedupeMode.KAFKA:
         topics.append(settings.dedupe.topic)
     return topics
+
+
+def state_topic_config(settings: DedupeSettings) -> dict[str, str]:
+    """Topic configuration of the dedupe state topic.
+
+    Compacted, and also deleted after the window plus a day: every key is unique,
+    so compaction alone would keep the topic growing for ever.
+    """
+    retention_ms = int((settings.window_s + 86400) * 1000)
+    return {"cleanup.policy": "compact,delete", "retention.ms": str(retention_ms)}
 
 
 def binary_record(attributes: Mapping[str, Any]) -> tuple[bytes, Headers]:

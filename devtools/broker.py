@@ -22,7 +22,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
 from bridge.config import DedupeMode, Settings
-from bridge.routing import topics_to_provision
+from bridge.routing import state_topic_config, topics_to_provision
 
 #: Environment variable with a path to another ``tansu`` build to use instead.
 TANSU_BIN_ENV = "TANSU_BIN"
@@ -236,19 +236,18 @@ class S3Server:
 
 
 async def create_topics(
-    bootstrap: str, topics: list[str], partitions: int = 3, compacted: frozenset[str] = frozenset()
+    bootstrap: str, topics: list[str], partitions: int = 3, configs: dict[str, dict[str, str]] | None = None
 ) -> None:
-    """Create ``topics`` (existing ones are left alone); those in ``compacted`` with
-    ``cleanup.policy=compact``."""
+    """Create ``topics`` (existing ones are left alone), with ``configs`` by topic name."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
     await admin.start()
     try:
         existing = set(await admin.list_topics())
         missing = [t for t in topics if t not in existing]
         for topic in missing:
-            configs = {"cleanup.policy": "compact"} if topic in compacted else None
+            config = (configs or {}).get(topic)
             with contextlib.suppress(TopicAlreadyExistsError):
-                await admin.create_topics([NewTopic(topic, partitions, 1, topic_configs=configs)])
+                await admin.create_topics([NewTopic(topic, partitions, 1, topic_configs=config)])
     finally:
         await admin.close()
 
@@ -256,8 +255,8 @@ async def create_topics(
 async def provision(bootstrap: str, settings: Settings, partitions: int = 3) -> list[str]:
     """Create every topic ``settings`` needs (``altinn-bridge topics``); the names."""
     topics = topics_to_provision(settings)
-    compacted = (
-        frozenset({settings.dedupe.topic}) if settings.dedupe.mode is DedupeMode.KAFKA else frozenset()
-    )
-    await create_topics(bootstrap, topics, partitions, compacted)
+    configs = {}
+    if settings.dedupe.mode is DedupeMode.KAFKA:
+        configs[settings.dedupe.topic] = state_topic_config(settings.dedupe)
+    await create_topics(bootstrap, topics, partitions, configs)
     return topics

@@ -112,40 +112,54 @@ async def test_replicas_learn_each_others_publishes(kafka_bootstrap, start_bridg
     assert two.terminate() == 0
 
 
-async def test_event_in_kafka_without_state_record_is_found_at_startup(kafka_bootstrap, start_bridge, http):
-    """The crash gap: Kafka acked the event, the bridge died before writing its state record."""
-    # A bridge first, so the state topic records an offset for the partitions it wrote.
-    warm = start_bridge(kafka_bootstrap)
-    await wait_for_status(http, warm.url + "/readyz", 200)
-    for _ in range(6):
-        status, _ = await _post(http, warm.url, _event())
-        assert status == 200
-    assert warm.terminate() == 0
-
-    # Then an event written the way the bridge writes it, but with no state record.
+def _produce_orphan(bootstrap: str, partition: int) -> dict[str, object]:
+    """An event written the way the bridge writes it, but with no state record."""
     orphan = _event()
-    producer = Producer({"bootstrap.servers": kafka_bootstrap})
+    producer = Producer({"bootstrap.servers": bootstrap})
     producer.produce(
         PUBLISHED_TOPIC,
         key=str(orphan["resourceinstance"]).encode(),
         value=orjson.dumps(orphan),
+        partition=partition,
         headers=[("ce_id", str(orphan["id"]).encode()), ("ce_source", str(orphan["source"]).encode())],
     )
     assert producer.flush(10) == 0
-    assert _state_records(kafka_bootstrap, orphan) == []
+    assert _state_records(bootstrap, orphan) == []
+    return orphan
+
+
+async def test_events_in_kafka_without_state_record_are_found_at_startup(kafka_bootstrap, start_bridge, http):
+    """The crash gap: Kafka acked an event, the bridge died before writing its state record.
+
+    One such event sits between recorded ones (partition 0: other requests in
+    flight completed after it), one after the last recorded one (partition 1).
+    """
+    warm = start_bridge(kafka_bootstrap)
+    await wait_for_status(http, warm.url + "/readyz", 200)
+    in_gap = _produce_orphan(kafka_bootstrap, partition=0)
+    for _ in range(60):  # until the bridge has recorded an event after it on partition 0
+        status, answer = await _post(http, warm.url, _event())
+        assert status == 200
+        if answer["partition"] == 0:
+            break
+    else:
+        pytest.fail("no event landed on partition 0")
+    assert warm.terminate() == 0
+    at_tail = _produce_orphan(kafka_bootstrap, partition=1)
 
     bridge = start_bridge(kafka_bootstrap)
     await wait_for_status(http, bridge.url + "/readyz", 200)
-    status, answer = await _post(http, bridge.url, orphan)  # the sender's retry
-    assert (status, answer["outcome"]) == (200, "duplicate")
-    assert len(_records_with_id(kafka_bootstrap, str(orphan["id"]))) == 1
-    # Written back, so other replicas and the next start know it without the scan.
-    assert len(_state_records(kafka_bootstrap, orphan)) == 1
+    for orphan in (in_gap, at_tail):
+        status, answer = await _post(http, bridge.url, orphan)  # the sender's retry
+        assert (status, answer["outcome"]) == (200, "duplicate"), orphan["id"]
+        assert len(_records_with_id(kafka_bootstrap, str(orphan["id"]))) == 1
+        # Written back, so other replicas and the next start know it without the scan.
+        assert len(_state_records(kafka_bootstrap, orphan)) == 1
     assert bridge.terminate() == 0
     loaded = next(
         orjson.loads(line) for line in bridge.log().splitlines() if '"event":"dedupe window loaded"' in line
     )
-    assert loaded["recovered"] >= 1
+    assert loaded["recovered"] >= 2
 
 
 async def test_missing_state_topic_keeps_the_bridge_unready_and_says_why(kafka_bootstrap, start_bridge, http):
