@@ -26,6 +26,7 @@ class Bridge:
     readiness: Readiness
     follower: DedupeFollower | None = None
     in_flight: int = 0
+    batches_in_flight: int = 0
     #: ``time.monotonic()`` by which shutdown must be complete; set on SIGTERM.
     shutdown_deadline: float | None = None
     #: Set when a background task the bridge cannot work without has stopped.

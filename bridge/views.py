@@ -32,6 +32,8 @@ STRUCTURED_TYPES = frozenset({"application/json", "application/cloudevents+json"
 BATCH_TYPE = "application/cloudevents-batch+json"
 #: A request carrying this header is in HTTP binary content mode (attributes in headers).
 BINARY_MARKER = "ce-specversion"
+#: Batches read at once; with BRIDGE_MAX_BATCH_BYTES this bounds their memory (4 x 4 MiB by default).
+MAX_BATCHES_IN_FLIGHT = 4
 #: Outcomes a batch may contain and still be answered 2xx.
 BATCH_ACCEPTED = frozenset({"published", "duplicate", "validation", "filtered", "dead_lettered"})
 
@@ -58,6 +60,8 @@ async def receive_event(request: web.Request) -> web.Response:
 async def _receive(request: web.Request, bridge: Bridge) -> web.Response:
     http = bridge.settings.http
     fields = request[LOG_FIELDS]
+    is_batch = request.content_type == BATCH_TYPE
+    binary = not is_batch and BINARY_MARKER in request.headers
     try:
         if bridge.readiness.draining:
             raise ShuttingDown("the bridge is shutting down; retry shortly", retry_after_s=1)
@@ -66,12 +70,8 @@ async def _receive(request: web.Request, bridge: Bridge) -> web.Response:
                 f"more than {http.max_in_flight} requests in flight (BRIDGE_MAX_IN_FLIGHT); retry shortly",
                 retry_after_s=1,
             )
-        if request.content_type == BATCH_TYPE:
-            body = await _read_body(
-                request, http.max_batch_bytes, "BRIDGE_MAX_BATCH_BYTES", http.read_timeout_s
-            )
-            return await _batch(bridge, body, fields)
-        binary = BINARY_MARKER in request.headers
+        if is_batch:
+            return await _receive_batch(request, bridge, fields)
         if not binary and request.content_type not in STRUCTURED_TYPES:
             raise UnsupportedMediaType(
                 f"Content-Type {request.content_type!r} is not accepted; send one CloudEvent as "
@@ -80,7 +80,9 @@ async def _receive(request: web.Request, bridge: Bridge) -> web.Response:
             )
         body = await _read_body(request, http.max_body_bytes, "BRIDGE_MAX_BODY_BYTES", http.read_timeout_s)
     except BridgeError as exc:
-        bridge.metrics.events.labels(exc.outcome, "other").inc()
+        # Refused before any event was handled; a batch's own answer is counted per event.
+        if not isinstance(exc, BatchIncomplete | BatchRejected):
+            bridge.metrics.events.labels(exc.outcome, "other").inc()
         raise
     content_type = request.headers.get("Content-Type", "")
     if binary:
@@ -94,6 +96,20 @@ async def _receive(request: web.Request, bridge: Bridge) -> web.Response:
     if outcome.event_type is not None:
         fields["type"] = outcome.event_type
     return _json(outcome.as_json())
+
+
+async def _receive_batch(request: web.Request, bridge: Bridge, fields: dict[str, Any]) -> web.Response:
+    http = bridge.settings.http
+    if bridge.batches_in_flight >= MAX_BATCHES_IN_FLIGHT:
+        raise Overloaded(
+            f"{MAX_BATCHES_IN_FLIGHT} batches are being handled already; retry shortly", retry_after_s=1
+        )
+    bridge.batches_in_flight += 1
+    try:
+        body = await _read_body(request, http.max_batch_bytes, "BRIDGE_MAX_BATCH_BYTES", http.read_timeout_s)
+        return await _batch(bridge, body, fields)
+    finally:
+        bridge.batches_in_flight -= 1
 
 
 async def _read_body(request: web.Request, limit: int, setting: str, timeout_s: float) -> bytes:
