@@ -37,9 +37,16 @@ def dedupe_key(source: str, event_id: str) -> bytes:
     """The 16-byte key of an event: BLAKE2b of ``source`` and ``id``.
 
     Fixed size whatever is sent (ids can be long), and the state topic's record
-    key is its hex form. Collisions are out of reach (2**-64 at 2**32 keys).
+    key is its hex form. ``source`` is length-prefixed, so no choice of
+    characters makes two pairs hash the same input; collisions are out of
+    reach (2**-64 at 2**32 keys).
     """
-    return hashlib.blake2b(f"{source}\n{event_id}".encode(), digest_size=16).digest()
+    encoded = source.encode("utf-8", "surrogatepass")
+    digest = hashlib.blake2b(digest_size=16)
+    digest.update(len(encoded).to_bytes(8, "big"))
+    digest.update(encoded)
+    digest.update(event_id.encode("utf-8", "surrogatepass"))
+    return digest.digest()
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,9 +75,13 @@ class Seen:
         """Parse a state topic record value; ``ValueError`` if it is not one."""
         try:
             data = orjson.loads(value)
-            return cls(float(data["at"]), str(data["topic"]), int(data["partition"]), int(data["offset"]))
+            topic = data["topic"]
+            seen = cls(float(data["at"]), topic, int(data["partition"]), int(data["offset"]))
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"not a dedupe state record: {exc}") from None
+        if not isinstance(topic, str) or not topic:
+            raise ValueError("not a dedupe state record: 'topic' must be a non-empty string")
+        return seen
 
 
 def unrecorded_ranges(offsets: Iterable[int]) -> list[tuple[int, int | None]]:
@@ -174,11 +185,14 @@ class Dedupe:
 
     def remember(self, key: bytes, seen: Seen) -> None:
         """Add a published key (ours, or learnt from the state topic), newest last."""
-        if seen.at < self._clock() - self.window_s:
+        horizon = self._clock() - self.window_s
+        if seen.at < horizon:
             return
-        if key in self._seen:
+        known = self._seen.get(key)
+        if known is not None and known.at >= horizon:
             return
         self._seen[key] = seen
+        self._seen.move_to_end(key)  # an expired entry it replaces sat further to the front
         self._expire()
         while len(self._seen) > self.max_entries:
             self._seen.popitem(last=False)

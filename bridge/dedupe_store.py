@@ -87,8 +87,8 @@ class DedupeFollower:
         started = time.monotonic()
         report = LoadReport()
         consumer = self._new_consumer()
-        await consumer.start()
         try:
+            await consumer.start()
             existing = await consumer.topics()
             self._check_exists(existing)
             partitions = _partitions(consumer, [self._topic])
@@ -165,8 +165,8 @@ class DedupeFollower:
         if not event_topics:
             return
         consumer = self._new_consumer()
-        await consumer.start()
         try:
+            await consumer.start()
             partitions = _partitions(consumer, event_topics)
             consumer.assign(partitions)
             horizon = time.time() - self._settings.dedupe.window_s

@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
-from urllib.parse import unquote
+from urllib.parse import unquote_to_bytes
 
 import orjson
 
@@ -157,7 +157,7 @@ def structured_from_binary(headers: Iterable[tuple[str, str]], body: bytes) -> b
     for name, value in headers:
         lowered = name.lower()
         if lowered.startswith("ce-") and len(lowered) > len("ce-"):
-            attrs[lowered[3:]] = unquote(value)
+            attrs[lowered[3:]] = _header_value(lowered[3:], value)
         elif lowered == "content-type":
             content_type = value
     if content_type:
@@ -171,6 +171,24 @@ def structured_from_binary(headers: Iterable[tuple[str, str]], body: bytes) -> b
         else:
             attrs["data_base64"] = base64.b64encode(body).decode()
     return orjson.dumps(attrs)
+
+
+def _header_value(attribute: str, value: str) -> str:
+    """A ``ce-*`` header value decoded per the CloudEvents HTTP binding (3.1.3.2).
+
+    A double-quoted value (older senders) is unquoted first, then
+    percent-decoded; bytes that are not UTF-8 make the event invalid.
+    """
+    if len(value) >= 2 and value[0] == value[-1] == '"':  # noqa: PLR2004 - the two quotes
+        value = re.sub(r"\\(.)", r"\1", value[1:-1])
+    try:
+        return unquote_to_bytes(value).decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidEvent(
+            "invalid_attribute",
+            f"header 'ce-{attribute}' is not UTF-8 once percent-decoded",
+            attribute,
+        ) from None
 
 
 def _quoted(value: object) -> str:

@@ -29,6 +29,7 @@ from bridge.events import Event, InvalidEvent, ValidationHandshake, parse_event,
 from bridge.filters import Filters
 from bridge.logs import get_logger
 from bridge.metrics import Metrics, type_label
+from bridge.personal_data import mask_national_ids
 from bridge.publisher import Delivery, Publisher
 from bridge.routing import Headers, Router
 
@@ -102,9 +103,13 @@ class Pipeline:
         self, headers: Iterable[tuple[str, str]], body: bytes, content_type: str, received_at: float
     ) -> Outcome:
         """Handle one HTTP binary-mode event (attributes in ``ce-*`` headers, data in ``body``)."""
+        pairs = list(headers)
         try:
-            structured = structured_from_binary(headers, body)
+            structured = structured_from_binary(pairs, body)
         except InvalidEvent as exc:
+            sent_id = next((v for k, v in pairs if k.lower() == "ce-id"), None)
+            if sent_id:
+                exc.event_id = mask_national_ids(sent_id[:128])
             return await self._counted("other", self._invalid(body, content_type, received_at, exc))
         return await self.ingest(structured, "application/cloudevents+json", received_at)
 

@@ -16,7 +16,7 @@ from typing import Any
 import orjson
 
 from bridge.config import DedupeMode, DedupeSettings, RecordMode, Settings, TopicSettings
-from bridge.events import CORRESPONDENCE_PREFIX, KNOWN_TYPES, Event
+from bridge.events import CORRESPONDENCE_PREFIX, KNOWN_TYPES, Event, is_json_media_type
 
 RECORD_CONTENT_TYPE = b"application/cloudevents+json; charset=utf-8"
 
@@ -129,16 +129,28 @@ def binary_record(attributes: Mapping[str, Any]) -> tuple[bytes, Headers]:
     """
     headers: Headers = []
     value = b""
+    content_type = attributes.get("datacontenttype")
     for name, attr in attributes.items():
-        if name == "data":
-            value = orjson.dumps(attr)
+        if name == "data":  # "data": null is an explicit null payload (JSON format 3.1.1)
+            value = _data_value(attr, content_type)
+        elif attr is None:  # a null attribute means unset (JSON format 2.2)
+            continue
         elif name == "data_base64":
             value = base64.b64decode(attr)  # checked by parse_event
         elif name == "datacontenttype":
             headers.append(("content-type", str(attr).encode()))
         else:
             headers.append(("ce_" + name, _header_value(attr)))
+    if "data" in attributes and content_type is None:
+        headers.append(("content-type", b"application/json"))  # JSON format 3.1: data is JSON then
     return value, headers
+
+
+def _data_value(data: object, content_type: object) -> bytes:
+    """``data`` as record bytes: a string under a non-JSON content type is the text itself."""
+    if isinstance(data, str) and isinstance(content_type, str) and not is_json_media_type(content_type):
+        return data.encode()
+    return orjson.dumps(data)
 
 
 def _header_value(attr: object) -> bytes:

@@ -61,7 +61,13 @@ async def _receive(request: web.Request, bridge: Bridge) -> web.Response:
     http = bridge.settings.http
     fields = request[LOG_FIELDS]
     is_batch = request.content_type == BATCH_TYPE
-    binary = not is_batch and BINARY_MARKER in request.headers
+    # CloudEvents HTTP binding: an application/cloudevents* body is structured even
+    # when ce-* headers come along; otherwise ce-specversion means binary mode.
+    binary = (
+        not is_batch
+        and BINARY_MARKER in request.headers
+        and not request.content_type.startswith("application/cloudevents")
+    )
     try:
         if bridge.readiness.draining:
             raise ShuttingDown("the bridge is shutting down; retry shortly", retry_after_s=1)
