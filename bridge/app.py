@@ -9,8 +9,9 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from bridge import views
-from bridge.config import DedupeMode, Settings
+from bridge import openapi, views
+from bridge.auth import Guard, parse_networks
+from bridge.config import AuthMode, DedupeMode, Settings
 from bridge.dedupe_store import DedupeFollower
 from bridge.health import Readiness
 from bridge.logs import get_logger
@@ -20,7 +21,7 @@ from bridge.pipeline import Pipeline
 from bridge.publisher import KafkaPublisher, Publisher
 from bridge.state import BRIDGE, Bridge
 
-EVENTS_PATH = "/api/v1/events"
+EVENTS_PATH = openapi.EVENTS_PATH
 
 #: Back-off between attempts to connect the producer at start-up, in seconds.
 CONNECT_BACKOFF_S = (0.5, 1.0, 2.0, 5.0)
@@ -46,6 +47,12 @@ def create_app(
         metrics=metrics,
         pipeline=pipeline,
         readiness=Readiness(settings.health, publisher, pipeline),
+        guard=Guard(
+            settings.auth.tokens,
+            required=settings.auth.mode is AuthMode.TOKEN,
+            allowlist=parse_networks(settings.auth.allowed_networks),
+            trusted_proxies=parse_networks(settings.auth.trusted_proxies),
+        ),
         follower=(
             DedupeFollower(settings, pipeline, metrics) if settings.dedupe.mode is DedupeMode.KAFKA else None
         ),
@@ -57,9 +64,13 @@ def create_app(
     )
     app[BRIDGE] = bridge
     app.router.add_post(EVENTS_PATH, views.receive_event)
+    if settings.auth.mode is AuthMode.TOKEN:
+        # The way Altinn can authenticate: it cannot add headers, only call a URL.
+        app.router.add_post(EVENTS_PATH + "/{token}", views.receive_event)
     app.router.add_get("/healthz", views.healthz)
     app.router.add_get("/readyz", views.readyz)
     app.router.add_get("/metrics", views.metrics)
+    app.router.add_get("/openapi.json", views.openapi_json)
     app.cleanup_ctx.append(_producer_ctx)
     return app
 

@@ -10,10 +10,14 @@ variable at once. Pure: no framework imports.
 from __future__ import annotations
 
 import enum
+import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Final, TypeVar
+
+from bridge.auth import MIN_TOKEN_LENGTH, TOKEN_ALPHABET, parse_networks
 
 T = TypeVar("T")
 
@@ -40,6 +44,31 @@ VARIABLES: Final[dict[str, Variable]] = {
         "none", "Record batch compression: `none`, `gzip`, `snappy`, `lz4` or `zstd`."
     ),
     "KAFKA_LINGER_MS": Variable("0", "How long the producer waits to fill a batch, in ms. 0 = send at once."),
+    "KAFKA_SECURITY_PROTOCOL": Variable(
+        "PLAINTEXT", "`PLAINTEXT`, `SSL`, `SASL_PLAINTEXT` or `SASL_SSL`, as the cluster's listener expects."
+    ),
+    "KAFKA_SSL_CA_FILE": Variable(
+        "", "PEM file of the CA(s) that signed the brokers' certificates. Empty: the system's CAs."
+    ),
+    "KAFKA_SSL_CERT_FILE": Variable(
+        "", "PEM client certificate (chain), for clusters that require mutual TLS; with `KAFKA_SSL_KEY_FILE`."
+    ),
+    "KAFKA_SSL_KEY_FILE": Variable("", "PEM private key of `KAFKA_SSL_CERT_FILE`."),
+    "KAFKA_SSL_KEY_PASSWORD": Variable("", "Password of an encrypted `KAFKA_SSL_KEY_FILE`.", secret=True),
+    "KAFKA_SSL_CHECK_HOSTNAME": Variable(
+        "true", "Check that a broker's certificate names the host connected to. Keep `true`."
+    ),
+    "KAFKA_SASL_MECHANISM": Variable(
+        "PLAIN",
+        "With `SASL_*`: `PLAIN`, `SCRAM-SHA-256`, `SCRAM-SHA-512` or `OAUTHBEARER`.",
+    ),
+    "KAFKA_SASL_USERNAME": Variable("", "User name for `PLAIN` and `SCRAM-*`."),
+    "KAFKA_SASL_PASSWORD": Variable("", "Password for `PLAIN` and `SCRAM-*`.", secret=True),
+    "KAFKA_SASL_OAUTHBEARER_TOKEN_FILE": Variable(
+        "",
+        "For `OAUTHBEARER`: file holding the access token, re-read whenever it changes (as Kubernetes "
+        "projects service account tokens).",
+    ),
     "BRIDGE_PUBLISH_TIMEOUT_S": Variable(
         "10",
         "Upper bound, in seconds, for one event to be acknowledged by Kafka (`acks=all`). "
@@ -51,6 +80,37 @@ VARIABLES: Final[dict[str, Variable]] = {
         "Address the HTTP server binds. Use `127.0.0.1` for a sidecar.",
     ),
     "BRIDGE_HTTP_PORT": Variable("8080", "TCP port of the HTTP server."),
+    "BRIDGE_AUTH": Variable(
+        "token",
+        "`token`: every event request must carry one of `BRIDGE_AUTH_TOKENS`, in the path "
+        "(`/api/v1/events/<token>`, the only way Altinn can) or as `Authorization: Bearer <token>`. "
+        "`none`: no authentication, for local runs or behind a proxy that authenticates. With "
+        "`token` and no token the bridge refuses to start.",
+    ),
+    "BRIDGE_AUTH_TOKENS": Variable(
+        "",
+        "Accepted tokens, comma-separated; several at once for rotation without downtime. Each at "
+        "least 24 characters of `A-Z a-z 0-9 - . _ ~`, e.g. from "
+        "`python3 -c 'import secrets; print(secrets.token_urlsafe(32))'`. Never logged: log lines "
+        "carry an 8-hex-digit fingerprint.",
+        secret=True,
+    ),
+    "BRIDGE_ALLOWED_NETWORKS": Variable(
+        "",
+        "Source addresses allowed to post events: CIDRs, comma-separated, and the presets "
+        "`altinn-tt02` (20.100.24.41/32) and `altinn-production` (20.100.46.139/32). Others get "
+        "403. Empty = any. Health and metrics endpoints are not restricted.",
+    ),
+    "BRIDGE_TRUSTED_PROXIES": Variable(
+        "",
+        "CIDRs of proxies (ingress controller, load balancer) whose `Forwarded` or "
+        "`X-Forwarded-For` header names the client for `BRIDGE_ALLOWED_NETWORKS`; from any other "
+        "peer those headers are ignored.",
+    ),
+    "BRIDGE_TLS_CERT_FILE": Variable(
+        "", "PEM certificate (chain) to serve HTTPS directly, for pods without an ingress. Empty: HTTP."
+    ),
+    "BRIDGE_TLS_KEY_FILE": Variable("", "PEM private key of `BRIDGE_TLS_CERT_FILE`."),
     "BRIDGE_MAX_BODY_BYTES": Variable(
         "65536", "Largest request body accepted, in bytes; larger is answered 413."
     ),
@@ -201,6 +261,31 @@ class Compression(enum.StrEnum):
     ZSTD = "zstd"
 
 
+class AuthMode(enum.StrEnum):
+    """How event requests are authenticated."""
+
+    TOKEN = "token"  # noqa: S105 - a mode's name, not a secret
+    NONE = "none"
+
+
+class SecurityProtocol(enum.StrEnum):
+    """Kafka listener security protocols."""
+
+    PLAINTEXT = "PLAINTEXT"
+    SSL = "SSL"
+    SASL_PLAINTEXT = "SASL_PLAINTEXT"
+    SASL_SSL = "SASL_SSL"
+
+
+class SaslMechanism(enum.StrEnum):
+    """SASL mechanisms the bridge can authenticate to Kafka with."""
+
+    PLAIN = "PLAIN"
+    SCRAM_SHA_256 = "SCRAM-SHA-256"
+    SCRAM_SHA_512 = "SCRAM-SHA-512"
+    OAUTHBEARER = "OAUTHBEARER"
+
+
 class DedupeMode(enum.StrEnum):
     """Where the keys of published events are remembered."""
 
@@ -226,6 +311,32 @@ class LogLevel(enum.StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
+class KafkaSecurity:
+    """TLS and SASL towards Kafka. Secrets are excluded from ``repr``."""
+
+    protocol: SecurityProtocol = SecurityProtocol.PLAINTEXT
+    ssl_ca_file: str | None = None
+    ssl_cert_file: str | None = None
+    ssl_key_file: str | None = None
+    ssl_key_password: str | None = field(default=None, repr=False)
+    ssl_check_hostname: bool = True
+    sasl_mechanism: SaslMechanism = SaslMechanism.PLAIN
+    sasl_username: str | None = None
+    sasl_password: str | None = field(default=None, repr=False)
+    sasl_oauthbearer_token_file: str | None = None
+
+    @property
+    def uses_ssl(self) -> bool:
+        """True for ``SSL`` and ``SASL_SSL``."""
+        return self.protocol in (SecurityProtocol.SSL, SecurityProtocol.SASL_SSL)
+
+    @property
+    def uses_sasl(self) -> bool:
+        """True for ``SASL_PLAINTEXT`` and ``SASL_SSL``."""
+        return self.protocol in (SecurityProtocol.SASL_PLAINTEXT, SecurityProtocol.SASL_SSL)
+
+
+@dataclass(frozen=True, slots=True)
 class KafkaSettings:
     """How the producer talks to Kafka. ``acks`` is always ``all``."""
 
@@ -235,6 +346,7 @@ class KafkaSettings:
     compression: Compression = Compression.NONE
     linger_ms: int = 0
     publish_timeout_s: float = 10.0
+    security: KafkaSecurity = field(default_factory=KafkaSecurity)
 
 
 @dataclass(frozen=True, slots=True)
@@ -248,6 +360,18 @@ class HttpSettings:
     max_batch_events: int = 500
     read_timeout_s: float = 10.0
     max_in_flight: int = 512
+    tls_cert_file: str | None = None
+    tls_key_file: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AuthSettings:
+    """Who may post events; see :mod:`bridge.auth`. Tokens are excluded from ``repr``."""
+
+    mode: AuthMode = AuthMode.TOKEN
+    tokens: tuple[str, ...] = field(default=(), repr=False)
+    allowed_networks: tuple[str, ...] = ()
+    trusted_proxies: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -314,6 +438,7 @@ class Settings:
     filters: FilterSettings = field(default_factory=FilterSettings)
     invalid_event_policy: InvalidEventPolicy = InvalidEventPolicy.DEADLETTER
     record_mode: RecordMode = RecordMode.STRUCTURED
+    auth: AuthSettings = field(default_factory=AuthSettings)
     dedupe: DedupeSettings = field(default_factory=DedupeSettings)
     health: HealthSettings = field(default_factory=HealthSettings)
     shutdown: ShutdownSettings = field(default_factory=ShutdownSettings)
@@ -330,6 +455,7 @@ class Settings:
             compression=r.get("KAFKA_COMPRESSION", _enum(Compression), Compression.NONE),
             linger_ms=r.get("KAFKA_LINGER_MS", _int_range(0, 60_000), 0),
             publish_timeout_s=r.get("BRIDGE_PUBLISH_TIMEOUT_S", _seconds(0.1, 40.0), 10.0),
+            security=_kafka_security(r),
         )
         http = HttpSettings(
             host=r.get("BRIDGE_HTTP_HOST", _nonempty, "0.0.0.0"),  # noqa: S104
@@ -341,7 +467,12 @@ class Settings:
             max_batch_events=r.get("BRIDGE_MAX_BATCH_EVENTS", _int_range(1, 100_000), 500),
             read_timeout_s=r.get("BRIDGE_READ_TIMEOUT_S", _seconds(0.1, 300.0), 10.0),
             max_in_flight=r.get("BRIDGE_MAX_IN_FLIGHT", _int_range(1, 1_000_000), 512),
+            tls_cert_file=r.get("BRIDGE_TLS_CERT_FILE", _optional_file, None),
+            tls_key_file=r.get("BRIDGE_TLS_KEY_FILE", _optional_file, None),
         )
+        if (http.tls_cert_file is None) != (http.tls_key_file is None):
+            r.problems.append("BRIDGE_TLS_CERT_FILE and BRIDGE_TLS_KEY_FILE must be set together")
+        auth = _auth(r)
         prefix = r.get("BRIDGE_TOPIC_PREFIX", _topic_prefix, "altinn.correspondence")
         topics = TopicSettings(
             prefix=prefix,
@@ -383,6 +514,7 @@ class Settings:
                 "BRIDGE_INVALID_EVENT_POLICY", _enum(InvalidEventPolicy), InvalidEventPolicy.DEADLETTER
             ),
             record_mode=r.get("BRIDGE_RECORD_MODE", _enum(RecordMode), RecordMode.STRUCTURED),
+            auth=auth,
             dedupe=dedupe,
             health=health,
             shutdown=shutdown,
@@ -403,6 +535,13 @@ class Settings:
             "kafka_linger_ms": k.linger_ms,
             "publish_timeout_s": k.publish_timeout_s,
             "http": f"{self.http.host}:{self.http.port}",
+            "https": self.http.tls_cert_file is not None,
+            "auth": str(self.auth.mode),
+            "auth_tokens": len(self.auth.tokens),
+            "allowed_networks": list(self.auth.allowed_networks),
+            "trusted_proxies": list(self.auth.trusted_proxies),
+            "kafka_security_protocol": str(k.security.protocol),
+            "kafka_sasl_mechanism": str(k.security.sasl_mechanism) if k.security.uses_sasl else None,
             "max_body_bytes": self.http.max_body_bytes,
             "max_batch_bytes": self.http.max_batch_bytes,
             "max_batch_events": self.http.max_batch_events,
@@ -436,6 +575,53 @@ def unknown_variables(env: Mapping[str, str]) -> list[str]:
     return sorted(n for n in env if n.startswith("BRIDGE_") and n not in VARIABLES)
 
 
+# --- sections with rules across variables ----------------------------------
+
+
+def _auth(r: _Reader) -> AuthSettings:
+    mode = r.get("BRIDGE_AUTH", _enum(AuthMode), AuthMode.TOKEN)
+    tokens: tuple[str, ...] = r.get("BRIDGE_AUTH_TOKENS", _tokens, ())
+    if mode is AuthMode.TOKEN and not tokens and "BRIDGE_AUTH_TOKENS" not in r.failed:
+        r.problems.append(
+            "BRIDGE_AUTH_TOKENS is empty: set at least one token (the URL to register in Altinn is "
+            "https://<host>/api/v1/events/<token>), or BRIDGE_AUTH=none to accept events from anyone "
+            "who can reach the bridge"
+        )
+    return AuthSettings(
+        mode=mode,
+        tokens=tokens,
+        allowed_networks=r.get("BRIDGE_ALLOWED_NETWORKS", _networks, ()),
+        trusted_proxies=r.get("BRIDGE_TRUSTED_PROXIES", _networks, ()),
+    )
+
+
+def _kafka_security(r: _Reader) -> KafkaSecurity:
+    security = KafkaSecurity(
+        protocol=r.get("KAFKA_SECURITY_PROTOCOL", _enum_upper(SecurityProtocol), SecurityProtocol.PLAINTEXT),
+        ssl_ca_file=r.get("KAFKA_SSL_CA_FILE", _optional_file, None),
+        ssl_cert_file=r.get("KAFKA_SSL_CERT_FILE", _optional_file, None),
+        ssl_key_file=r.get("KAFKA_SSL_KEY_FILE", _optional_file, None),
+        ssl_key_password=r.get("KAFKA_SSL_KEY_PASSWORD", _optional, None),
+        ssl_check_hostname=r.get("KAFKA_SSL_CHECK_HOSTNAME", _bool, True),
+        sasl_mechanism=r.get("KAFKA_SASL_MECHANISM", _enum_upper(SaslMechanism), SaslMechanism.PLAIN),
+        sasl_username=r.get("KAFKA_SASL_USERNAME", _optional, None),
+        sasl_password=r.get("KAFKA_SASL_PASSWORD", _optional, None),
+        sasl_oauthbearer_token_file=r.get("KAFKA_SASL_OAUTHBEARER_TOKEN_FILE", _optional_file, None),
+    )
+    if (security.ssl_cert_file is None) != (security.ssl_key_file is None):
+        r.problems.append("KAFKA_SSL_CERT_FILE and KAFKA_SSL_KEY_FILE must be set together")
+    if security.uses_sasl:
+        if security.sasl_mechanism is SaslMechanism.OAUTHBEARER:
+            if security.sasl_oauthbearer_token_file is None:
+                r.problems.append("KAFKA_SASL_MECHANISM=OAUTHBEARER needs KAFKA_SASL_OAUTHBEARER_TOKEN_FILE")
+        elif security.sasl_username is None or security.sasl_password is None:
+            r.problems.append(
+                f"KAFKA_SASL_MECHANISM={security.sasl_mechanism} needs KAFKA_SASL_USERNAME and "
+                "KAFKA_SASL_PASSWORD"
+            )
+    return security
+
+
 # --- parsing helpers -------------------------------------------------------
 
 
@@ -445,6 +631,8 @@ class _Reader:
     def __init__(self, env: Mapping[str, str]) -> None:
         self.env = env
         self.problems: list[str] = []
+        #: Names whose value was rejected (their problem is reported already).
+        self.failed: set[str] = set()
 
     def get(self, name: str, parse: Callable[[str], T], fallback: T, default: str | None = None) -> T:
         """``parse`` of the variable, its ``default`` (else the documented one) when unset.
@@ -463,11 +651,42 @@ class _Reader:
         except ValueError as exc:
             shown = "<redacted>" if var.secret else repr(raw)
             self.problems.append(f"{name}={shown}: {exc}")
+            self.failed.add(name)
             return fallback
 
 
 def _csv(raw: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in raw.split(",") if part.strip())
+
+
+def _optional(raw: str) -> str | None:
+    return raw or None
+
+
+def _optional_file(raw: str) -> str | None:
+    if not raw:
+        return None
+    if not Path(raw).is_file() or not os.access(raw, os.R_OK):
+        raise ValueError("no readable file there")
+    return raw
+
+
+def _tokens(raw: str) -> tuple[str, ...]:
+    tokens = _csv(raw)
+    for n, token in enumerate(tokens, 1):
+        if len(token) < MIN_TOKEN_LENGTH or not set(token) <= TOKEN_ALPHABET:
+            # The value itself is secret: say which one and why, never what it is.
+            raise ValueError(
+                f"token {n} of {len(tokens)} must be at least {MIN_TOKEN_LENGTH} characters of "
+                "A-Z a-z 0-9 - . _ ~"
+            )
+    return tokens
+
+
+def _networks(raw: str) -> tuple[str, ...]:
+    entries = _csv(raw)
+    parse_networks(entries)  # raises ValueError naming a bad entry
+    return entries
 
 
 def _nonempty(raw: str) -> str:
@@ -518,6 +737,17 @@ def _enum(kind: type[E]) -> Callable[[str], E]:
     def parse(raw: str) -> E:
         try:
             return kind(raw.lower())
+        except ValueError:
+            allowed = ", ".join(m.value for m in kind)
+            raise ValueError(f"expected one of: {allowed}") from None
+
+    return parse
+
+
+def _enum_upper(kind: type[E]) -> Callable[[str], E]:
+    def parse(raw: str) -> E:
+        try:
+            return kind(raw.upper())
         except ValueError:
             allowed = ", ".join(m.value for m in kind)
             raise ValueError(f"expected one of: {allowed}") from None

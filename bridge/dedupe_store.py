@@ -31,6 +31,7 @@ from aiokafka.errors import KafkaError
 
 from bridge.config import Settings
 from bridge.dedupe import Seen, dedupe_key, unrecorded_ranges
+from bridge.kafka_security import client_options
 from bridge.logs import get_logger
 from bridge.metrics import Metrics
 from bridge.pipeline import Pipeline
@@ -80,6 +81,7 @@ class DedupeFollower:
             auto_offset_reset="earliest",
             fetch_max_wait_ms=100,
             request_timeout_ms=int(max(kafka.publish_timeout_s, 10.0) * 1000),
+            **client_options(kafka.security),
         )
 
     async def load(self) -> LoadReport:

@@ -24,6 +24,8 @@ class BridgeError(Exception):
     retryable: ClassVar[bool] = True
     #: Close the connection after answering (the rest of the body was not read).
     close_connection: ClassVar[bool] = False
+    #: Extra response headers.
+    headers: ClassVar[tuple[tuple[str, str], ...]] = ()
 
     def __init__(self, detail: str, *, retry_after_s: int | None = None, **extra: object) -> None:
         super().__init__(detail)
@@ -70,6 +72,27 @@ class ShuttingDown(BridgeError):
     slug = "shutting-down"
     outcome = "unavailable"
     retryable = True
+
+
+class Unauthorized(BridgeError):
+    """No token, or not one of the configured ones."""
+
+    status = 401
+    title = "Unauthorized"
+    slug = "unauthorized"
+    outcome = "unauthorized"
+    retryable = False
+    headers = (("WWW-Authenticate", 'Bearer realm="altinn-kafka-bridge"'),)
+
+
+class Forbidden(BridgeError):
+    """The request's source address is not in the allowlist."""
+
+    status = 403
+    title = "Forbidden"
+    slug = "forbidden"
+    outcome = "unauthorized"
+    retryable = False
 
 
 class Overloaded(BridgeError):

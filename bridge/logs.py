@@ -8,6 +8,7 @@ every line is masked.
 from __future__ import annotations
 
 import logging
+import re
 import sys
 from typing import Any, BinaryIO
 
@@ -18,10 +19,14 @@ from structlog.typing import EventDict, Processor, WrappedLogger
 from bridge.config import LogLevel
 from bridge.personal_data import MASK, mask_national_ids
 
+# A token in the events path: whatever logs a URL (aiohttp, aiokafka, a traceback)
+# shows this instead. Our own request line logs the route pattern only.
+_PATH_TOKEN = re.compile(r"(/api/v1/events/)[^/\s\"'?#]+")
+
 
 def _mask_value(value: Any) -> Any:
     if isinstance(value, str):
-        return mask_national_ids(value)
+        return _PATH_TOKEN.sub(r"\1<token>", mask_national_ids(value))
     if isinstance(value, dict):
         return {_mask_value(k): _mask_value(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
@@ -30,7 +35,7 @@ def _mask_value(value: Any) -> Any:
 
 
 def mask_processor(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
-    """Structlog processor: mask national identity numbers in every string value."""
+    """Structlog processor: mask national identity numbers and path tokens in every string value."""
     for key, value in event_dict.items():
         event_dict[key] = _mask_value(value)
     return event_dict
@@ -120,6 +125,9 @@ def configure_logging(level: LogLevel, stream: BinaryIO | None = None) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(numeric)
+    # The bridge writes its own line per request (route pattern, no URL); aiohttp's
+    # would repeat it with the raw path.
+    logging.getLogger("aiohttp.access").disabled = True
 
 
 def get_logger(name: str) -> Any:

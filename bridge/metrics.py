@@ -123,6 +123,13 @@ class Metrics:
             ["operation"],
             registry=registry,
         )
+        self.auth_failures = Counter(
+            "altinn_bridge_auth_failures",
+            "Event requests refused before reading them: missing_token, wrong_token or address "
+            "(not in BRIDGE_ALLOWED_NETWORKS).",
+            ["reason"],
+            registry=registry,
+        )
         self.ready = Gauge(
             "altinn_bridge_ready",
             "1 when /readyz answers 200 (last evaluation), else 0.",
@@ -142,3 +149,5 @@ class Metrics:
             self.dedupe_evictions.labels(reason)
         for operation in ("write", "read"):
             self.dedupe_state_errors.labels(operation)
+        for reason in ("missing_token", "wrong_token", "address"):
+            self.auth_failures.labels(reason)

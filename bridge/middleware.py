@@ -66,6 +66,8 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
         response = problem_response(
             exc.status, exc.title, exc.detail, exc.slug, retry_after_s=exc.retry_after_s, extra=exc.extra
         )
+        for name, value in exc.headers:
+            response.headers[name] = value
         if exc.close_connection:
             response.force_close()
         return response

@@ -15,6 +15,7 @@ from aiokafka.errors import KafkaError
 
 from bridge.config import KafkaSettings
 from bridge.errors import PublishError
+from bridge.kafka_security import client_options
 from bridge.routing import Headers
 
 
@@ -66,6 +67,7 @@ class KafkaPublisher:
             compression_type=None if s.compression == "none" else str(s.compression),
             linger_ms=s.linger_ms,
             request_timeout_ms=int(s.publish_timeout_s * 1000),
+            **client_options(s.security),
         )
 
     async def start(self) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import ssl
 import time
 
 from aiohttp import web
@@ -31,7 +32,7 @@ async def serve(settings: Settings) -> int:
     # running at cleanup gets this long before it is cancelled.
     runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
     await runner.setup()
-    site = web.TCPSite(runner, settings.http.host, settings.http.port)
+    site = web.TCPSite(runner, settings.http.host, settings.http.port, ssl_context=_tls(settings))
     try:
         await site.start()
     except OSError:
@@ -43,10 +44,11 @@ async def serve(settings: Settings) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, signals.put_nowait, sig)
 
+    scheme = "https" if settings.http.tls_cert_file else "http"
     _log.info(
         "started",
         version=__version__,
-        listening=f"http://{settings.http.host}:{settings.http.port}",
+        listening=f"{scheme}://{settings.http.host}:{settings.http.port}",
         config=settings.describe(),
     )
     got_signal = asyncio.ensure_future(signals.get())
@@ -60,6 +62,17 @@ async def serve(settings: Settings) -> int:
     _log.error("stopping after a failure", failure=bridge.failure)
     await _shutdown(runner, bridge, signals, "failure")
     return 1
+
+
+def _tls(settings: Settings) -> ssl.SSLContext | None:
+    """Server TLS context when a certificate is configured (TLS 1.2 or newer)."""
+    http = settings.http
+    if http.tls_cert_file is None or http.tls_key_file is None:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(http.tls_cert_file, http.tls_key_file)
+    return context
 
 
 async def _shutdown(runner: web.AppRunner, bridge: Bridge, signals: asyncio.Queue[int], name: str) -> None:

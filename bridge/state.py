@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
+from bridge.auth import Guard
 from bridge.config import Settings
 from bridge.dedupe_store import DedupeFollower
 from bridge.health import Readiness
@@ -24,6 +25,7 @@ class Bridge:
     metrics: Metrics
     pipeline: Pipeline
     readiness: Readiness
+    guard: Guard
     follower: DedupeFollower | None = None
     in_flight: int = 0
     batches_in_flight: int = 0

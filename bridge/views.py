@@ -11,15 +11,19 @@ import orjson
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from bridge import openapi
+from bridge.auth import Denied
 from bridge.errors import (
     BatchIncomplete,
     BatchRejected,
     BridgeError,
+    Forbidden,
     InvalidBatch,
     Overloaded,
     PayloadTooLarge,
     RequestTimeout,
     ShuttingDown,
+    Unauthorized,
     UnsupportedMediaType,
 )
 from bridge.middleware import LOG_FIELDS
@@ -48,6 +52,7 @@ async def receive_event(request: web.Request) -> web.Response:
     2xx only once Kafka has every event (or knew it already).
     """
     bridge = request.app[BRIDGE]
+    _authorize(request, bridge)
     bridge.metrics.in_flight.inc()
     bridge.in_flight += 1
     try:
@@ -55,6 +60,26 @@ async def receive_event(request: web.Request) -> web.Response:
     finally:
         bridge.in_flight -= 1
         bridge.metrics.in_flight.dec()
+
+
+def _authorize(request: web.Request, bridge: Bridge) -> None:
+    """Token and source address; the log line gets the token's fingerprint, never the token."""
+    try:
+        token = bridge.guard.check(
+            path_token=request.match_info.get("token"),
+            authorization=request.headers.get("Authorization"),
+            peer=request.remote,
+            forwarded=request.headers.get("Forwarded"),
+            x_forwarded_for=request.headers.get("X-Forwarded-For"),
+        )
+    except Denied as exc:
+        bridge.metrics.auth_failures.labels(exc.reason).inc()
+        request[LOG_FIELDS]["denied"] = exc.reason
+        if exc.reason == "address":
+            raise Forbidden(exc.detail) from None
+        raise Unauthorized(exc.detail) from None
+    if token is not None:
+        request[LOG_FIELDS]["token"] = token
 
 
 async def _receive(request: web.Request, bridge: Bridge) -> web.Response:
@@ -169,6 +194,11 @@ async def _batch(bridge: Bridge, body: bytes, fields: dict[str, Any]) -> web.Res
         outcomes=dict(counts),
         results=results,
     )
+
+
+async def openapi_json(request: web.Request) -> web.Response:
+    """The OpenAPI 3.1 description of this API."""
+    return _json(openapi.document(request.app[BRIDGE].settings))
 
 
 async def healthz(_: web.Request) -> web.Response:

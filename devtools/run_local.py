@@ -49,6 +49,9 @@ def main() -> int:
     env.setdefault("BRIDGE_HTTP_HOST", "127.0.0.1")
     env.setdefault("BRIDGE_HTTP_PORT", "8080")
     env.setdefault("BRIDGE_SHUTDOWN_DRAIN_S", "0")
+    # Local only: nothing but this machine can reach 127.0.0.1. Production needs tokens.
+    if "BRIDGE_AUTH_TOKENS" not in env:
+        env.setdefault("BRIDGE_AUTH", "none")
     bridge_cmd = [sys.executable, "-m", "bridge"]
     bootstrap = env["KAFKA_BOOTSTRAP_SERVERS"]
     bridge: subprocess.Popen[bytes] | None = None
@@ -98,7 +101,8 @@ def _print_help(url: str, bootstrap: str) -> None:
     print(
         f"""
 ==> The bridge is ready: {url}
-    Register this URL in Altinn (behind your ingress): <your-https-host>/api/v1/events
+    Authentication is off here (BRIDGE_AUTH=none). In production set BRIDGE_AUTH_TOKENS and
+    register https://<your-host>/api/v1/events/<token> in Altinn (see SECURITY.md).
 
     Post a sample event, as Altinn does:
       curl -i -X POST {url}/api/v1/events \\

@@ -141,8 +141,12 @@ def make_settings(**env: str) -> Settings:
 
     Dedupe is kept in memory unless a test asks otherwise: the production default
     (``kafka``) reads a state topic, which the HTTP tests' fake publisher has not.
+    Authentication is off unless a test asks for it (the production default needs
+    a token).
     """
-    return Settings.from_env({"KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1", "BRIDGE_DEDUPE": "memory", **env})
+    return Settings.from_env(
+        {"KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1", "BRIDGE_DEDUPE": "memory", "BRIDGE_AUTH": "none", **env}
+    )
 
 
 @pytest.fixture

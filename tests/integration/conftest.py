@@ -104,6 +104,7 @@ class BridgeProcess:
                 "BRIDGE_HTTP_PORT": str(self.port),
                 "KAFKA_ENABLE_IDEMPOTENCE": "false",  # Tansu cannot (see README)
                 "BRIDGE_SHUTDOWN_DRAIN_S": "0",
+                "BRIDGE_AUTH": "none",  # tests of authentication set it back
                 **self.env,
             }
         )

@@ -226,9 +226,14 @@ def test_invalid_configuration_stops_startup_listing_every_problem():
         check=False,
     )
     assert result.returncode == 2
-    for name in ("KAFKA_BOOTSTRAP_SERVERS", "BRIDGE_HTTP_PORT", "BRIDGE_INVALID_EVENT_POLICY"):
+    for name in (
+        "KAFKA_BOOTSTRAP_SERVERS",
+        "BRIDGE_HTTP_PORT",
+        "BRIDGE_INVALID_EVENT_POLICY",
+        "BRIDGE_AUTH_TOKENS",
+    ):
         assert name in result.stderr
-    assert "3 problem(s)" in result.stderr
+    assert "4 problem(s)" in result.stderr
 
 
 async def test_fifty_concurrent_events_all_land_and_each_logs_one_line(kafka_bootstrap, start_bridge, http):

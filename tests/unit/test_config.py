@@ -12,6 +12,8 @@ import pytest
 from bridge.config import (
     SOURCE_PRESETS,
     VARIABLES,
+    AuthMode,
+    AuthSettings,
     Compression,
     ConfigError,
     FilterSettings,
@@ -29,7 +31,10 @@ from bridge.config import (
 from tests.conftest import make_settings
 
 README = Path(__file__).parents[2] / "README.md"
-BOOTSTRAP = {"KAFKA_BOOTSTRAP_SERVERS": "kafka:9092"}
+TOKEN = "t" * 24
+#: The least a production configuration needs: brokers and one token.
+BOOTSTRAP = {"KAFKA_BOOTSTRAP_SERVERS": "kafka:9092", "BRIDGE_AUTH_TOKENS": TOKEN}
+NO_BOOTSTRAP = {"BRIDGE_AUTH_TOKENS": TOKEN}
 
 
 def _problems(**env: str) -> list[str]:
@@ -49,7 +54,7 @@ def _only_problem(name: str, raw: str) -> str:
 # --- defaults ----------------------------------------------------------------
 
 
-def test_defaults_from_only_bootstrap_servers():
+def test_defaults_from_only_bootstrap_servers_and_a_token():
     settings = Settings.from_env(BOOTSTRAP)
 
     assert settings == Settings(
@@ -70,6 +75,7 @@ def test_defaults_from_only_bootstrap_servers():
         ),
         filters=FilterSettings(sources=(), resources=(), alternativesubjects=(), types=()),
         invalid_event_policy=InvalidEventPolicy.DEADLETTER,
+        auth=AuthSettings(mode=AuthMode.TOKEN, tokens=(TOKEN,)),
         health=HealthSettings(ready_check_interval_s=5.0, ready_check_timeout_s=2.0),
         shutdown=ShutdownSettings(drain_s=3.0, grace_s=25.0),
         log_level=LogLevel.INFO,
@@ -133,7 +139,11 @@ def test_config_error_is_a_value_error():
 
 @pytest.mark.parametrize(
     "env",
-    [{}, {"KAFKA_BOOTSTRAP_SERVERS": ""}, {"KAFKA_BOOTSTRAP_SERVERS": " , "}],
+    [
+        NO_BOOTSTRAP,
+        {**NO_BOOTSTRAP, "KAFKA_BOOTSTRAP_SERVERS": ""},
+        {**NO_BOOTSTRAP, "KAFKA_BOOTSTRAP_SERVERS": " , "},
+    ],
     ids=["absent", "empty", "only-commas"],
 )
 def test_missing_bootstrap_servers(env: dict[str, str]):
@@ -145,7 +155,7 @@ def test_missing_bootstrap_servers(env: dict[str, str]):
 
 def test_missing_bootstrap_servers_reported_with_other_problems():
     with pytest.raises(ConfigError) as info:
-        Settings.from_env({"BRIDGE_HTTP_PORT": "0"})
+        Settings.from_env({**NO_BOOTSTRAP, "BRIDGE_HTTP_PORT": "0"})
     assert len(info.value.problems) == 2
     required_help = VARIABLES["KAFKA_BOOTSTRAP_SERVERS"].help
     assert info.value.problems[0] == f"KAFKA_BOOTSTRAP_SERVERS is required: {required_help}"
@@ -166,7 +176,9 @@ def test_missing_bootstrap_servers_reported_with_other_problems():
     ids=["one", "several-with-spaces", "padded", "ipv6"],
 )
 def test_bootstrap_servers_parsed(raw: str, expected: tuple[str, ...]):
-    assert Settings.from_env({"KAFKA_BOOTSTRAP_SERVERS": raw}).kafka.bootstrap_servers == expected
+    assert (
+        Settings.from_env({**BOOTSTRAP, "KAFKA_BOOTSTRAP_SERVERS": raw}).kafka.bootstrap_servers == expected
+    )
 
 
 @pytest.mark.parametrize(
@@ -176,7 +188,7 @@ def test_bootstrap_servers_parsed(raw: str, expected: tuple[str, ...]):
 )
 def test_bad_bootstrap_servers(raw: str):
     with pytest.raises(ConfigError, match="is not host:port") as info:
-        Settings.from_env({"KAFKA_BOOTSTRAP_SERVERS": raw})
+        Settings.from_env({**BOOTSTRAP, "KAFKA_BOOTSTRAP_SERVERS": raw})
     assert len(info.value.problems) == 1
 
 

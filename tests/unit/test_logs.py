@@ -214,10 +214,31 @@ def test_both_kinds_of_line_go_to_the_same_stream_in_order():
     stream = _configure()
 
     get_logger("app").info("first")
-    logging.getLogger("aiohttp.access").info("second")
+    logging.getLogger("aiokafka.conn").info("second")
     get_logger("app").info("third")
 
     assert [line["event"] for line in _lines(stream)] == ["first", "second", "third"]
+
+
+@pytest.mark.usefixtures("restore_logging")
+def test_aiohttp_access_lines_are_dropped_and_path_tokens_masked_everywhere():
+    stream = _configure()
+    token = "tok-" + "x" * 30
+
+    logging.getLogger("aiohttp.access").info("POST /api/v1/events/%s 200", token)
+    logging.getLogger("aiohttp.server").error("Error handling request to /api/v1/events/%s?a=1", token)
+    get_logger("app").info(
+        "posted", url=f"https://h/api/v1/events/{token}", nested={"u": f"/api/v1/events/{token}"}
+    )
+
+    lines = _lines(stream)
+    assert [line["event"] for line in lines] == [
+        "Error handling request to /api/v1/events/<token>?a=1",
+        "posted",
+    ]
+    assert lines[1]["url"] == "https://h/api/v1/events/<token>"
+    assert lines[1]["nested"] == {"u": "/api/v1/events/<token>"}
+    assert token not in stream.getvalue().decode()
 
 
 @pytest.mark.usefixtures("restore_logging")
