@@ -21,7 +21,8 @@ from pathlib import Path
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
-from bridge.config import DedupeMode, Settings
+from bridge.config import DedupeMode, KafkaSecurity, Settings
+from bridge.kafka_security import client_options
 from bridge.routing import state_topic_config, topics_to_provision
 
 #: Environment variable with a path to another ``tansu`` build to use instead.
@@ -69,6 +70,8 @@ class Broker:
     storage: str = "memory://tansu/"
     env: dict[str, str] = field(default_factory=dict)
     process: subprocess.Popen[bytes] | None = None
+    #: Port clients are told to use (metadata), when a proxy sits in front; default ``port``.
+    advertised_port: int | None = None
 
     @property
     def bootstrap(self) -> str:
@@ -78,6 +81,7 @@ class Broker:
     def start(self, timeout_s: float = 10.0) -> None:
         """Start the broker and wait until it answers Kafka requests."""
         url = f"tcp://127.0.0.1:{self.port}"
+        advertised = f"tcp://127.0.0.1:{self.advertised_port or self.port}"
         # Tansu reads some settings from the environment; pass only what we mean.
         env = {
             k: v
@@ -93,7 +97,7 @@ class Broker:
                     "--listener-url",
                     url,
                     "--advertised-listener-url",
-                    url,
+                    advertised,
                     "--storage-engine",
                     self.storage,
                 ],
@@ -148,12 +152,15 @@ def start_broker(
     storage: str = "memory://tansu/",
     env: dict[str, str] | None = None,
     attempts: int = 3,
+    advertised_port: int | None = None,
 ) -> Broker:
     """Start Tansu on a free (or the given) port, retrying on a new port if one was taken."""
     last: Exception | None = None
     for _ in range(attempts if port is None else 1):
         chosen = port if port is not None else free_port()
-        broker = Broker(chosen, log_dir / f"tansu-{chosen}.log", storage, env or {})
+        broker = Broker(
+            chosen, log_dir / f"tansu-{chosen}.log", storage, env or {}, advertised_port=advertised_port
+        )
         try:
             broker.start()
         except RuntimeError as exc:
@@ -236,10 +243,15 @@ class S3Server:
 
 
 async def create_topics(
-    bootstrap: str, topics: list[str], partitions: int = 3, configs: dict[str, dict[str, str]] | None = None
+    bootstrap: str,
+    topics: list[str],
+    partitions: int = 3,
+    configs: dict[str, dict[str, str]] | None = None,
+    security: KafkaSecurity | None = None,
 ) -> None:
     """Create ``topics`` (existing ones are left alone), with ``configs`` by topic name."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
+    options = client_options(security) if security is not None else {}
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000, **options)
     await admin.start()
     try:
         existing = set(await admin.list_topics())
@@ -258,5 +270,5 @@ async def provision(bootstrap: str, settings: Settings, partitions: int = 3) -> 
     configs = {}
     if settings.dedupe.mode is DedupeMode.KAFKA:
         configs[settings.dedupe.topic] = state_topic_config(settings.dedupe)
-    await create_topics(bootstrap, topics, partitions, configs)
+    await create_topics(bootstrap, topics, partitions, configs, settings.kafka.security)
     return topics

@@ -13,11 +13,17 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 
 def read_topics(
-    bootstrap: str, topics: list[str], *, idle_s: float = 1.0, max_s: float = 30.0
+    bootstrap: str,
+    topics: list[str],
+    *,
+    idle_s: float = 1.0,
+    max_s: float = 30.0,
+    extra: dict[str, str] | None = None,
 ) -> list[dict[str, Any]]:
     """All records in ``topics`` (missing topics are skipped), read from the beginning
     with ``assign()`` (no consumer group), until nothing new arrives for ``idle_s``.
 
+    ``extra`` adds librdkafka settings (e.g. ``security.protocol``, ``ssl.*``).
     Not watermark-based: Tansu on S3 storage reports wrong high watermarks
     (e.g. 3 for a partition holding 50 records) while the records are all there.
     """
@@ -26,6 +32,7 @@ def read_topics(
             "bootstrap.servers": bootstrap,
             "group.id": "unused-no-commit",
             "enable.auto.commit": False,
+            **(extra or {}),
         }
     )
     records: list[dict[str, Any]] = []
