@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import uuid
 from datetime import UTC, datetime, timedelta
 
+import orjson
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from bridge import __version__
+from tests.conftest import national_ids_in_fixtures
 from tests.http.conftest import (
     EVENTS_PATH,
     TYPE_LABELS,
+    VALID_EVENTS,
     event_counts,
     json_answer,
     post_event,
@@ -36,6 +40,11 @@ BRIDGE_METRICS = {
     "altinn_bridge_kafka_producer_errors_total": "counter",
     "altinn_bridge_ready": "gauge",
     "altinn_bridge_build_info": "gauge",
+    "altinn_bridge_redeliveries_total": "counter",
+    "altinn_bridge_dedupe_entries": "gauge",
+    "altinn_bridge_dedupe_evictions_total": "counter",
+    "altinn_bridge_dedupe_state_errors_total": "counter",
+    "altinn_bridge_auth_failures_total": "counter",
 }
 
 
@@ -300,3 +309,27 @@ async def test_random_methods_do_not_grow_labels(make_client, registry):
 
     methods = _label_values(registry, "altinn_bridge_request_duration_seconds_count", "method")
     assert len(methods) <= 10, f"{len(methods)} method label values"
+
+
+async def test_no_subject_resourceinstance_id_or_national_id_in_metrics(make_client):
+    client = await make_client(BRIDGE_AUTH="token", BRIDGE_AUTH_TOKENS="metrics-test-token-" + "m" * 10)
+    token = "metrics-test-token-" + "m" * 10
+    sent: set[str] = set()
+    for path in VALID_EVENTS:
+        event = orjson.loads(path.read_bytes())
+        sent.update(
+            str(event[name]) for name in ("id", "resourceinstance", "subject", "source") if name in event
+        )
+        if "alternativesubject" in event:
+            sent.add(str(event["alternativesubject"]))
+        response = await client.post(
+            f"{EVENTS_PATH}/{token}", data=path.read_bytes(), headers={"Content-Type": "application/json"}
+        )
+        assert response.status == 200
+
+    exposition = await (await client.get("/metrics")).text()
+
+    leaked = sorted(value for value in sent if value in exposition)
+    assert leaked == []
+    assert not (national_ids_in_fixtures() & set(re.findall(r"\d{11}", exposition)))
+    assert token not in exposition
