@@ -6,7 +6,8 @@ One middleware (:mod:`bridge.middleware`) turns them into RFC 9457
 
 from __future__ import annotations
 
-from typing import ClassVar
+import asyncio
+from typing import Any, ClassVar
 
 
 class BridgeError(Exception):
@@ -55,8 +56,13 @@ class InvalidEventRejected(BridgeError):
 
 
 class KafkaUnavailable(BridgeError):
-    """Kafka did not acknowledge in time or refused; the sender should retry."""
+    """Kafka did not acknowledge in time or refused; the sender should retry.
 
+    ``late`` is set when the record is still in the producer and may yet be
+    acknowledged: it resolves to the record's ``Delivery`` or fails.
+    """
+
+    late: asyncio.Future[Any] | None = None
     status = 503
     title = "Kafka unavailable"
     slug = "kafka-unavailable"
@@ -174,7 +180,9 @@ class PublishError(Exception):
     the Kafka error class name).
     """
 
-    def __init__(self, kind: str, detail: str) -> None:
+    def __init__(self, kind: str, detail: str, late: asyncio.Future[Any] | None = None) -> None:
         super().__init__(detail)
         self.kind = kind
         self.detail = detail
+        #: For a timeout: the record's outcome, still to come (see KafkaUnavailable).
+        self.late = late

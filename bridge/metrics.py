@@ -6,13 +6,18 @@ Every label has a bounded set of values whatever is sent: event types are the
 
 from __future__ import annotations
 
+import os
 import platform
 from typing import Final
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
 
 from bridge import __version__
 from bridge.events import CORRESPONDENCE_PREFIX, KNOWN_TYPES, VALIDATION_TYPE
+
+#: Set (by the worker supervisor) when several processes share one set of metrics.
+MULTIPROC_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 OUTCOMES: Final = (
     "published",
@@ -85,6 +90,7 @@ class Metrics:
             "altinn_bridge_requests_in_flight",
             "Requests being handled on the events endpoint.",
             registry=registry,
+            multiprocess_mode="livesum",
         )
         self.event_age_seconds = Histogram(
             "altinn_bridge_event_age_seconds",
@@ -109,6 +115,7 @@ class Metrics:
             "altinn_bridge_dedupe_entries",
             "Published (source, id) keys remembered in the dedupe window.",
             registry=registry,
+            multiprocess_mode="livemax",  # workers share the window through the state topic
         )
         self.dedupe_evictions = Counter(
             "altinn_bridge_dedupe_evictions",
@@ -130,14 +137,26 @@ class Metrics:
             ["reason"],
             registry=registry,
         )
+        self.late_acknowledgements = Counter(
+            "altinn_bridge_late_acknowledgements",
+            "Records acknowledged after their request was answered 503 (publish timeout); the "
+            "sender's retry is then answered duplicate.",
+            registry=registry,
+        )
         self.ready = Gauge(
             "altinn_bridge_ready",
             "1 when /readyz answers 200 (last evaluation), else 0.",
             registry=registry,
+            multiprocess_mode="livemin",  # with workers: ready only when every one is
         )
-        Info("altinn_bridge_build", "Version of the bridge.", registry=registry).info(
-            {"version": __version__, "python": platform.python_version()}
-        )
+        # A gauge, not an Info: Info does not work in prometheus-client's multiprocess mode.
+        Gauge(
+            "altinn_bridge_build_info",
+            "Version of the bridge (always 1).",
+            ["version", "python"],
+            registry=registry,
+            multiprocess_mode="livemax",
+        ).labels(__version__, platform.python_version()).set(1)
         # Pre-create the common series so dashboards and rate() see zeros, not gaps.
         for outcome in OUTCOMES:
             self.events.labels(outcome, "other")
@@ -151,3 +170,32 @@ class Metrics:
             self.dedupe_state_errors.labels(operation)
         for reason in ("missing_token", "wrong_token", "address"):
             self.auth_failures.labels(reason)
+
+
+def exposition(registry: CollectorRegistry) -> bytes:
+    """The text exposition: this process's ``registry``, or every worker's when several run.
+
+    With ``PROMETHEUS_MULTIPROC_DIR`` set, prometheus-client keeps values in files
+    there; a collector over that directory sums counters and histograms across
+    workers and applies each gauge's multiprocess mode.
+    """
+    if os.environ.get(MULTIPROC_DIR_ENV):
+        merged = CollectorRegistry()
+        MultiProcessCollector(merged)  # type: ignore[no-untyped-call]  # untyped in prometheus-client
+        return generate_latest(merged)
+    return generate_latest(registry)
+
+
+def every_worker_ready() -> bool:
+    """With several workers: whether each one's ready gauge says 1 (True with one process)."""
+    if not os.environ.get(MULTIPROC_DIR_ENV):
+        return True
+    merged = CollectorRegistry()
+    MultiProcessCollector(merged)  # type: ignore[no-untyped-call]  # untyped in prometheus-client
+    values = [
+        sample.value
+        for family in merged.collect()
+        if family.name == "altinn_bridge_ready"
+        for sample in family.samples
+    ]
+    return bool(values) and min(values) >= 1

@@ -88,8 +88,32 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
         )
 
 
+#: Under overload, shed requests are logged as one summary line per this many seconds.
+SHED_LOG_INTERVAL_S = 10.0
+
+
+class _ShedSummary:
+    """Counts requests shed with 503 overloaded; one line per interval instead of one each.
+
+    When the bridge sheds it is already out of CPU: a line per shed request would
+    take more of it (tens of thousands of lines a second) and say nothing new.
+    """
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.logged_at = float("-inf")
+
+    def shed(self, now: float) -> None:
+        self.count += 1
+        if now - self.logged_at >= SHED_LOG_INTERVAL_S:
+            _log.warning("requests shed: overloaded", count=self.count, interval_s=SHED_LOG_INTERVAL_S)
+            self.count = 0
+            self.logged_at = now
+
+
 def access_middleware(metrics: Metrics) -> Middleware:
-    """One log line and one request-duration observation per request."""
+    """One log line and one request-duration observation per request (shed ones summarised)."""
+    shed = _ShedSummary()
 
     @web.middleware
     async def access(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -106,7 +130,9 @@ def access_middleware(metrics: Metrics) -> Middleware:
             resource = request.match_info.route.resource
             route = resource.canonical if resource is not None else "unmatched"
             metrics.request_seconds.labels(route, method_label(request.method), str(status)).observe(elapsed)
-            if route not in ("/metrics", "/healthz", "/readyz") or status >= 500:  # noqa: PLR2004
+            if fields.get("outcome") == "overloaded":
+                shed.shed(time.monotonic())
+            elif route not in ("/metrics", "/healthz", "/readyz") or status >= 500:  # noqa: PLR2004
                 _log.info(
                     "request",
                     method=request.method,

@@ -77,7 +77,10 @@ class Pipeline:
         self._publisher = publisher
         self._metrics = metrics
         self._max_in_flight = settings.http.max_in_flight
+        self._publish_timeout_s = settings.kafka.publish_timeout_s
         self.publishing = 0
+        #: State-record writes started by callbacks; kept so they are not garbage-collected.
+        self._background: set[asyncio.Future[None]] = set()
         #: None when dedupe is off; otherwise the window, also fed by the state follower.
         self.dedupe = (
             None
@@ -180,27 +183,66 @@ class Pipeline:
             self._metrics.redeliveries.labels(claimed.previous).inc()
         seen = claimed.seen
         if claimed.wait is not None:
-            try:
-                seen = await asyncio.shield(claimed.wait)
-            except Failed:
-                raise KafkaUnavailable(
-                    "an identical delivery of this event (same source and id) failed to reach Kafka",
-                    retry_after_s=RETRY_AFTER_S,
-                ) from None
+            seen = await self._first_delivery(claimed.wait, event.id)
         if seen is not None:
             delivery = Delivery(seen.topic, seen.partition, seen.offset)
             return Outcome("duplicate", event_id=event.id, event_type=event.type, delivery=delivery)
 
         try:
             delivery = await self._publish_event(event)
+        except KafkaUnavailable as exc:
+            if exc.late is None:
+                dedupe.release(key)
+            else:  # still in the producer: the key follows the record's real outcome
+                self._settle_later(dedupe, key, exc.late, event.id)
+            raise
         except BaseException:
             dedupe.release(key)
             raise
+        seen = self._commit(dedupe, key, delivery)
+        await self.record_state(key, seen, event.id)
+        return Outcome("published", event_id=event.id, event_type=event.type, delivery=delivery)
+
+    async def _first_delivery(self, wait: asyncio.Future[Seen], event_id: str) -> Seen:
+        """Wait (at most the publish timeout) for an identical delivery in flight."""
+        try:
+            async with asyncio.timeout(self._publish_timeout_s):
+                return await asyncio.shield(wait)
+        except Failed:
+            detail = "an identical delivery of this event (same source and id) failed to reach Kafka"
+        except TimeoutError:
+            detail = "an identical delivery of this event (same source and id) is still waiting for Kafka"
+        raise KafkaUnavailable(detail, retry_after_s=RETRY_AFTER_S, event_id=event_id)
+
+    def _commit(self, dedupe: Dedupe, key: bytes, delivery: Delivery) -> Seen:
         seen = Seen(time.time(), delivery.topic, delivery.partition, delivery.offset)
         dedupe.commit(key, seen)
         self._count_evictions(dedupe)
-        await self.record_state(key, seen, event.id)
-        return Outcome("published", event_id=event.id, event_type=event.type, delivery=delivery)
+        return seen
+
+    def _settle_later(
+        self, dedupe: Dedupe, key: bytes, late: asyncio.Future[Delivery], event_id: str
+    ) -> None:
+        """Commit or release ``key`` when a record whose wait timed out is acknowledged or fails.
+
+        The sender got 503 and will retry; if the record did land, the retry must be
+        a duplicate, not a second copy.
+        """
+
+        def settle(done: asyncio.Future[Delivery]) -> None:
+            if done.cancelled() or done.exception() is not None:
+                dedupe.release(key)
+                return
+            seen = self._commit(dedupe, key, done.result())
+            self._metrics.late_acknowledgements.inc()
+            _log.info(
+                "late acknowledgement; a retry will be a duplicate", event_id=event_id, topic=seen.topic
+            )
+            task = asyncio.ensure_future(self.record_state(key, seen, event_id))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+
+        late.add_done_callback(settle)
 
     async def record_state(self, key: bytes, seen: Seen, event_id: str) -> None:
         """Write the committed key to the state topic, for restarts and other replicas.
@@ -236,7 +278,7 @@ class Pipeline:
 
     async def _publish_event(self, event: Event) -> Delivery:
         route = self._router.route(event)
-        return await self._publish(route.topic, route.key, route.value, route.headers)
+        return await self._publish(route.topic, route.key, route.value, route.headers, event.id)
 
     async def _invalid(
         self, body: bytes, content_type: str, received_at: float, exc: InvalidEvent
@@ -261,11 +303,14 @@ class Pipeline:
             delivery=delivery,
         )
 
-    async def _publish(self, topic: str, key: bytes | None, value: bytes, headers: Headers) -> Delivery:
+    async def _publish(
+        self, topic: str, key: bytes | None, value: bytes, headers: Headers, event_id: str | None = None
+    ) -> Delivery:
         if self.publishing >= self._max_in_flight:
             raise Overloaded(
                 f"{self.publishing} publishes are waiting for Kafka (BRIDGE_MAX_IN_FLIGHT); retry shortly",
                 retry_after_s=1,
+                event_id=event_id,
             )
         self.publishing += 1
         started = time.perf_counter()
@@ -274,7 +319,9 @@ class Pipeline:
         except PublishError as exc:
             self._metrics.publish_seconds.labels("error").observe(time.perf_counter() - started)
             self._metrics.producer_errors.labels(exc.kind).inc()
-            raise KafkaUnavailable(exc.detail, retry_after_s=RETRY_AFTER_S) from exc
+            unavailable = KafkaUnavailable(exc.detail, retry_after_s=RETRY_AFTER_S, event_id=event_id)
+            unavailable.late = exc.late
+            raise unavailable from exc
         finally:
             self.publishing -= 1
         self._metrics.publish_seconds.labels("ok").observe(time.perf_counter() - started)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
@@ -89,14 +89,18 @@ class KafkaPublisher:
         """Send one record and wait for ``acks=all``, at most ``publish_timeout_s``."""
         if self._producer is None:
             raise PublishError("not_connected", "not connected to Kafka yet")
+        future = None
         try:
             async with asyncio.timeout(self._settings.publish_timeout_s):
                 future = await self._producer.send(topic, value=value, key=key, headers=headers)
-                metadata = await future
+                # Shielded: when the wait times out the record stays in the producer and may
+                # still be acknowledged; the caller learns of it through ``late``.
+                metadata = await asyncio.shield(future)
         except TimeoutError:
             raise PublishError(
                 "timeout",
                 f"Kafka did not acknowledge within {self._settings.publish_timeout_s:g} s",
+                late=_late_delivery(future) if future is not None else None,
             ) from None
         except KafkaError as exc:
             raise PublishError(type(exc).__name__, f"Kafka refused the record: {exc}") from exc
@@ -113,3 +117,22 @@ class KafkaPublisher:
             raise PublishError("timeout", f"no broker answered within {timeout_s:g} s") from None
         except (KafkaError, OSError) as exc:
             raise PublishError(type(exc).__name__, f"no broker reachable: {exc}") from exc
+
+
+def _late_delivery(future: asyncio.Future[Any]) -> asyncio.Future[Delivery]:
+    """A future of the ``Delivery`` of a record whose wait timed out."""
+    late: asyncio.Future[Delivery] = asyncio.get_running_loop().create_future()
+
+    def settle(done: asyncio.Future[Any]) -> None:
+        if late.done():
+            return
+        if done.cancelled():
+            late.cancel()
+        elif (exc := done.exception()) is not None:
+            late.set_exception(exc)
+        else:
+            metadata = done.result()
+            late.set_result(Delivery(metadata.topic, metadata.partition, metadata.offset))
+
+    future.add_done_callback(settle)
+    return late

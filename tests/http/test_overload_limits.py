@@ -14,11 +14,12 @@ from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
+import orjson
 import pytest
 
 from bridge.publisher import Delivery
 from bridge.routing import Headers
-from tests.conftest import ALTINN_CONTENT_TYPE
+from tests.conftest import ALTINN_CONTENT_TYPE, LOG_DIR
 from tests.http.conftest import (
     EVENTS_PATH,
     TrackingPublisher,
@@ -162,6 +163,32 @@ async def test_healthz_answers_while_overloaded(make_client, fake_publisher):
 
     fake_publisher.gate.set()
     assert [r.status for r in await held] == [200] * limit
+
+
+async def test_shed_requests_are_summarised_in_the_log_not_one_line_each(make_client, fake_publisher):
+    # Shedding happens when CPU is short; a log line per shed request would cost more of it.
+    limit = 1
+    fake_publisher.gate = asyncio.Event()
+    client = await make_client(BRIDGE_MAX_IN_FLIGHT=str(limit))
+    log = LOG_DIR / "in-process.log"
+    before = log.stat().st_size
+    first, *others = _distinct_events(21)
+    held = asyncio.create_task(post_event(client, first))
+    await _until(lambda: fake_publisher.held == limit)
+
+    shed = [await post_event(client, body) for body in others]
+    fake_publisher.gate.set()
+    await json_answer(await held)
+
+    assert {r.status for r in shed} == {503}
+    with log.open("rb") as handle:
+        handle.seek(before)
+        lines = [orjson.loads(line) for line in handle.read().splitlines() if line.startswith(b"{")]
+    summaries = [line for line in lines if line["event"] == "requests shed: overloaded"]
+    assert len(summaries) == 1  # the first shed request logs at once; the rest wait for the interval
+    assert summaries[0]["count"] == 1
+    assert not [line for line in lines if line.get("outcome") == "overloaded"]
+    assert [line["outcome"] for line in lines if line["event"] == "request"] == ["published"]
 
 
 # --- body size ---------------------------------------------------------------------------------

@@ -1,0 +1,15 @@
+"""Fixtures of the fault tests: the integration suite's brokers and bridge processes.
+
+pytest only sees fixtures defined in (or imported into) a conftest on the test's
+path, so the ones the scenarios use are imported here.
+"""
+
+from __future__ import annotations
+
+from tests.integration.conftest import (  # noqa: F401 - imported so pytest registers them
+    durable_broker,
+    http,
+    kafka_bootstrap,
+    own_broker,
+    start_bridge,
+)
