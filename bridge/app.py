@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import AsyncIterator
 
@@ -20,6 +21,7 @@ from bridge.middleware import access_middleware, problem_middleware
 from bridge.pipeline import Pipeline
 from bridge.publisher import KafkaPublisher, Publisher
 from bridge.state import BRIDGE, Bridge
+from bridge.workers import WORKER_ENV
 
 EVENTS_PATH = openapi.EVENTS_PATH
 
@@ -72,6 +74,8 @@ def create_app(
     app.router.add_get("/metrics", views.metrics)
     app.router.add_get("/openapi.json", views.openapi_json)
     app.cleanup_ctx.append(_producer_ctx)
+    if WORKER_ENV in os.environ:
+        app.cleanup_ctx.append(_readiness_ctx)
     return app
 
 
@@ -99,6 +103,26 @@ async def _producer_ctx(app: web.Application) -> AsyncIterator[None]:
         _log.info("producer stopped")
     except TimeoutError:
         _log.error("producer stop timed out; unsent records may be lost", timeout_s=timeout_s)
+
+
+async def _readiness_ctx(app: web.Application) -> AsyncIterator[None]:
+    """With several workers, keep each one's ready gauge current without a probe.
+
+    A probe reaches one worker; /metrics reports the minimum over all of them,
+    so each must evaluate itself (every second until ready, then per interval).
+    """
+    bridge = app[BRIDGE]
+
+    async def refresh() -> None:
+        while True:
+            problems = await bridge.readiness.problems()
+            bridge.metrics.ready.set(0 if problems else 1)
+            await asyncio.sleep(1.0 if problems else max(bridge.settings.health.ready_check_interval_s, 1.0))
+
+    task = asyncio.create_task(refresh(), name="readiness-gauge")
+    yield
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
 
 
 async def _connect(bridge: Bridge) -> None:

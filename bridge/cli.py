@@ -6,7 +6,7 @@ import argparse
 import asyncio
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import orjson
 
@@ -24,7 +24,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command")
-    sub.add_parser("serve", help="run the webhook server (the default)")
+    serve = sub.add_parser("serve", help="run the webhook server (the default)")
+    serve.add_argument(
+        "--workers",
+        type=int,
+        metavar="N",
+        help="worker processes sharing the port (default: BRIDGE_WORKERS, 1)",
+    )
     sub.add_parser(
         "topics",
         help="print every Kafka topic this configuration writes to; the dedupe state topic, "
@@ -50,16 +56,39 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(orjson.dumps(settings.describe(), option=orjson.OPT_INDENT_2).decode())  # noqa: T201
         return 0
 
+    workers = getattr(args, "workers", None) or settings.http.workers
+    if workers < 1:
+        print("altinn-bridge: --workers must be at least 1", file=sys.stderr)  # noqa: T201
+        return 2
+    return _run(settings, workers)
+
+
+def _run(settings: Settings, workers: int) -> int:
     configure_logging(settings.log_level)
     log = get_logger("bridge.cli")
     unknown = unknown_variables(os.environ)
     if unknown:
         log.warning("unknown BRIDGE_* variables ignored (typo?)", names=unknown)
+    # Imported here to keep `topics`/`check-config` free of aiohttp and aiokafka.
+    from bridge.workers import WORKER_ENV, supervise  # noqa: PLC0415
+
+    if workers > 1 and WORKER_ENV not in os.environ:
+        return supervise(settings, workers)
     try:
-        return asyncio.run(_serve(settings))
+        with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+            return runner.run(_serve(settings))
     except OSError as exc:
         log.exception("cannot listen", error=str(exc))
         return 1
+
+
+def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """The uvloop event loop when it is installed (the `speed` extra), else asyncio's."""
+    try:
+        import uvloop  # noqa: PLC0415 - optional
+    except ImportError:
+        return None
+    return uvloop.new_event_loop
 
 
 async def _serve(settings: Settings) -> int:

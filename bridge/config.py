@@ -80,6 +80,12 @@ VARIABLES: Final[dict[str, Variable]] = {
         "Address the HTTP server binds. Use `127.0.0.1` for a sidecar.",
     ),
     "BRIDGE_HTTP_PORT": Variable("8080", "TCP port of the HTTP server."),
+    "BRIDGE_WORKERS": Variable(
+        "1",
+        "Worker processes sharing the port (SO_REUSEPORT), each with its own producer; metrics "
+        "cover all of them. More than one needs a writable temp directory (metrics files). "
+        "`altinn-bridge serve --workers N` overrides it.",
+    ),
     "BRIDGE_AUTH": Variable(
         "token",
         "`token`: every event request must carry one of `BRIDGE_AUTH_TOKENS`, in the path "
@@ -360,6 +366,7 @@ class HttpSettings:
     max_batch_events: int = 500
     read_timeout_s: float = 10.0
     max_in_flight: int = 512
+    workers: int = 1
     tls_cert_file: str | None = None
     tls_key_file: str | None = None
 
@@ -467,6 +474,7 @@ class Settings:
             max_batch_events=r.get("BRIDGE_MAX_BATCH_EVENTS", _int_range(1, 100_000), 500),
             read_timeout_s=r.get("BRIDGE_READ_TIMEOUT_S", _seconds(0.1, 300.0), 10.0),
             max_in_flight=r.get("BRIDGE_MAX_IN_FLIGHT", _int_range(1, 1_000_000), 512),
+            workers=r.get("BRIDGE_WORKERS", _int_range(1, 64), 1),
             tls_cert_file=r.get("BRIDGE_TLS_CERT_FILE", _optional_file, None),
             tls_key_file=r.get("BRIDGE_TLS_KEY_FILE", _optional_file, None),
         )
@@ -535,6 +543,7 @@ class Settings:
             "kafka_linger_ms": k.linger_ms,
             "publish_timeout_s": k.publish_timeout_s,
             "http": f"{self.http.host}:{self.http.port}",
+            "workers": self.http.workers,
             "https": self.http.tls_cert_file is not None,
             "auth": str(self.auth.mode),
             "auth_tokens": len(self.auth.tokens),

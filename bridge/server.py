@@ -9,6 +9,7 @@ wait is bounded by ``grace_s`` from the signal; what is cut short is logged.
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import ssl
 import time
@@ -20,6 +21,7 @@ from bridge.app import create_app
 from bridge.config import Settings
 from bridge.logs import get_logger
 from bridge.state import BRIDGE, Bridge
+from bridge.workers import WORKER_ENV
 
 _log = get_logger("bridge.server")
 
@@ -32,7 +34,13 @@ async def serve(settings: Settings) -> int:
     # running at cleanup gets this long before it is cancelled.
     runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
     await runner.setup()
-    site = web.TCPSite(runner, settings.http.host, settings.http.port, ssl_context=_tls(settings))
+    site = web.TCPSite(
+        runner,
+        settings.http.host,
+        settings.http.port,
+        ssl_context=_tls(settings),
+        reuse_port=WORKER_ENV in os.environ,  # one of several workers on this port
+    )
     try:
         await site.start()
     except OSError:
@@ -48,6 +56,8 @@ async def serve(settings: Settings) -> int:
     _log.info(
         "started",
         version=__version__,
+        pid=os.getpid(),
+        loop=type(asyncio.get_running_loop()).__module__.split(".")[0],
         listening=f"{scheme}://{settings.http.host}:{settings.http.port}",
         config=settings.describe(),
     )

@@ -9,7 +9,7 @@ from typing import Any
 
 import orjson
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from bridge import openapi
 from bridge.auth import Denied
@@ -26,6 +26,7 @@ from bridge.errors import (
     Unauthorized,
     UnsupportedMediaType,
 )
+from bridge.metrics import every_worker_ready, exposition
 from bridge.middleware import LOG_FIELDS
 from bridge.pipeline import RETRY_AFTER_S
 from bridge.state import BRIDGE, Bridge
@@ -211,6 +212,9 @@ async def readyz(request: web.Request) -> web.Response:
     bridge = request.app[BRIDGE]
     problems = await bridge.readiness.problems()
     bridge.metrics.ready.set(0 if problems else 1)
+    if not problems and not every_worker_ready():
+        # Kubernetes probes one worker; traffic reaches all of them.
+        problems["workers"] = "another worker of this bridge is not ready yet"
     if problems:
         return _json({"status": "not ready", "failing": problems}, status=503)
     return _json({"status": "ready"})
@@ -219,6 +223,6 @@ async def readyz(request: web.Request) -> web.Response:
 async def metrics(request: web.Request) -> web.Response:
     """Prometheus text exposition of the app's registry."""
     registry = request.app[BRIDGE].metrics.registry
-    response = web.Response(body=generate_latest(registry))
+    response = web.Response(body=exposition(registry))
     response.headers["Content-Type"] = CONTENT_TYPE_LATEST
     return response
