@@ -97,6 +97,10 @@ async def _producer_ctx(app: web.Application) -> AsyncIterator[None]:
     timeout_s = PRODUCER_STOP_TIMEOUT_S
     if bridge.shutdown_deadline is not None:
         timeout_s = max(0.5, min(timeout_s, bridge.shutdown_deadline - time.monotonic()))
+    # Dedupe state records still on their way, then the producer's flush.
+    cut_short = await bridge.pipeline.settle_background(timeout_s / 2)
+    if cut_short:
+        _log.warning("dedupe state records not written before stopping", count=cut_short)
     try:
         async with asyncio.timeout(timeout_s):
             await bridge.publisher.stop()

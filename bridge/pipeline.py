@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Iterable
+from collections.abc import Awaitable, Coroutine, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 import orjson
 
@@ -200,8 +201,23 @@ class Pipeline:
             dedupe.release(key)
             raise
         seen = self._commit(dedupe, key, delivery)
-        await self.record_state(key, seen, event.id)
+        # Not awaited: the answer needs only the event's acknowledgement. Should the bridge die
+        # before the state record is written, the next start finds the event by reading the
+        # offsets no state record covers (bridge.dedupe_store).
+        self._in_background(self.record_state(key, seen, event.id))
         return Outcome("published", event_id=event.id, event_type=event.type, delivery=delivery)
+
+    def _in_background(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def settle_background(self, timeout_s: float) -> int:
+        """Wait (at most ``timeout_s``) for state-record writes still running; how many were cut short."""
+        if not self._background:
+            return 0
+        _, pending = await asyncio.wait(set(self._background), timeout=timeout_s)
+        return len(pending)
 
     async def _first_delivery(self, wait: asyncio.Future[Seen], event_id: str) -> Seen:
         """Wait (at most the publish timeout) for an identical delivery in flight."""
@@ -238,20 +254,17 @@ class Pipeline:
             _log.info(
                 "late acknowledgement; a retry will be a duplicate", event_id=event_id, topic=seen.topic
             )
-            task = asyncio.ensure_future(self.record_state(key, seen, event_id))
-            self._background.add(task)
-            task.add_done_callback(self._background.discard)
+            self._in_background(self.record_state(key, seen, event_id))
 
         late.add_done_callback(settle)
 
     async def record_state(self, key: bytes, seen: Seen, event_id: str) -> None:
         """Write the committed key to the state topic, for restarts and other replicas.
 
-        The event itself is in Kafka already, so a failure here still answers 2xx;
-        it is logged and counted. This process still knows the key; a restart
-        finds it again by scanning the partition's tail (see
-        :mod:`bridge.dedupe_store`) unless a later event of the same partition
-        was recorded.
+        Runs in the background after the event's acknowledgement; a failure is
+        logged and counted. This process still knows the key, and a restart finds
+        the event again among the offsets no state record covers (see
+        :mod:`bridge.dedupe_store`).
         """
         topic = self._state_topic
         if topic is None:
