@@ -128,6 +128,12 @@ VARIABLES: Final[dict[str, Variable]] = {
     "BRIDGE_MAX_BATCH_EVENTS": Variable(
         "500", "Most events accepted in one batch; a longer batch is answered 413."
     ),
+    "BRIDGE_KEEPALIVE_TIMEOUT_S": Variable(
+        "75",
+        "An idle keep-alive connection, or one that never finishes its request line and headers "
+        "(aiohttp has no separate header timeout), is closed after this many seconds. Keep it above "
+        "the upstream keep-alive of your ingress or load balancer (nginx: 60 s).",
+    ),
     "BRIDGE_READ_TIMEOUT_S": Variable(
         "10",
         "How long a client may take to send its request body, in seconds; slower is answered "
@@ -365,6 +371,7 @@ class HttpSettings:
     max_batch_bytes: int = 4 * 1024 * 1024
     max_batch_events: int = 500
     read_timeout_s: float = 10.0
+    keepalive_timeout_s: float = 75.0
     max_in_flight: int = 512
     workers: int = 1
     tls_cert_file: str | None = None
@@ -473,6 +480,7 @@ class Settings:
             ),
             max_batch_events=r.get("BRIDGE_MAX_BATCH_EVENTS", _int_range(1, 100_000), 500),
             read_timeout_s=r.get("BRIDGE_READ_TIMEOUT_S", _seconds(0.1, 300.0), 10.0),
+            keepalive_timeout_s=r.get("BRIDGE_KEEPALIVE_TIMEOUT_S", _seconds(1.0, 3600.0), 75.0),
             max_in_flight=r.get("BRIDGE_MAX_IN_FLIGHT", _int_range(1, 1_000_000), 512),
             workers=r.get("BRIDGE_WORKERS", _int_range(1, 64), 1),
             tls_cert_file=r.get("BRIDGE_TLS_CERT_FILE", _optional_file, None),

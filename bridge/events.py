@@ -10,7 +10,6 @@ the Correspondence attributes.
 from __future__ import annotations
 
 import base64
-import binascii
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -161,6 +160,8 @@ def structured_from_binary(headers: Iterable[tuple[str, str]], body: bytes) -> b
         elif lowered == "content-type":
             content_type = value
     if content_type:
+        if not _is_utf8(content_type):
+            raise InvalidEvent("invalid_attribute", "header 'Content-Type' is not UTF-8", "datacontenttype")
         attrs["datacontenttype"] = content_type
     if body:
         if content_type is not None and is_json_media_type(content_type):
@@ -182,13 +183,23 @@ def _header_value(attribute: str, value: str) -> str:
     if len(value) >= 2 and value[0] == value[-1] == '"':  # noqa: PLR2004 - the two quotes
         value = re.sub(r"\\(.)", r"\1", value[1:-1])
     try:
-        return unquote_to_bytes(value).decode("utf-8")
-    except UnicodeDecodeError:
+        # aiohttp hands over header bytes that are not UTF-8 as surrogate escapes: back to bytes.
+        return unquote_to_bytes(value.encode("utf-8", "surrogateescape")).decode("utf-8")
+    except (UnicodeDecodeError, UnicodeEncodeError):
         raise InvalidEvent(
             "invalid_attribute",
             f"header 'ce-{attribute}' is not UTF-8 once percent-decoded",
             attribute,
         ) from None
+
+
+def _is_utf8(value: str) -> bool:
+    """False for a header value that carried bytes that are not UTF-8 (surrogate escapes)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _quoted(value: object) -> str:
@@ -279,7 +290,7 @@ def _from_attributes(body: bytes, attrs: dict[str, Any]) -> Event | ValidationHa
             raise InvalidEvent("invalid_attribute", "an event has 'data' or 'data_base64', not both", "data")
         try:
             base64.b64decode(data_base64, validate=True)
-        except (TypeError, binascii.Error):
+        except (TypeError, ValueError):  # binascii.Error is a ValueError; non-ASCII str raises ValueError
             raise InvalidEvent(
                 "invalid_attribute", "attribute 'data_base64' must be a base64 string", "data_base64"
             ) from None

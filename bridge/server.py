@@ -32,7 +32,13 @@ async def serve(settings: Settings) -> int:
     bridge = app[BRIDGE]
     # Our own drain waits for in-flight requests first; what aiohttp still finds
     # running at cleanup gets this long before it is cancelled.
-    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
+    runner = web.AppRunner(
+        app,
+        access_log=None,
+        handle_signals=False,
+        shutdown_timeout=1.0,
+        keepalive_timeout=settings.http.keepalive_timeout_s,
+    )
     await runner.setup()
     site = web.TCPSite(
         runner,
