@@ -6,12 +6,21 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: help install run test test-fast lint format clean
+# Node tools for tests/deploy (the AsyncAPI CLI, prometheus-operator schemas), pinned by
+# tools/node/package-lock.json and installed there with `npm ci`, never globally.
+NODE_TOOLS := tools/node
+NODE_STAMP := $(NODE_TOOLS)/node_modules/.installed-stamp
+
+# Python code checked by ruff: the package, tests, developer tools and the examples.
+LINT_PATHS := bridge tests devtools examples
+
+.PHONY: help install tools run test test-fast lint format clean
 
 help:
 	@echo "make run    - local broker + bridge on http://127.0.0.1:8080 (Ctrl-C stops both)"
 	@echo "make test   - the whole test suite (starts its own brokers)"
 	@echo "make lint   - ruff + mypy --strict"
+	@echo "make tools  - the Node tools the deploy tests use (npm ci in tools/node)"
 	@echo "make clean  - remove the virtualenv and caches"
 
 $(STAMP): pyproject.toml requirements/dev.lock
@@ -23,20 +32,27 @@ $(STAMP): pyproject.toml requirements/dev.lock
 
 install: $(STAMP)
 
+$(NODE_STAMP): $(NODE_TOOLS)/package.json $(NODE_TOOLS)/package-lock.json
+	@command -v npm >/dev/null || { echo "npm not found: install Node.js 20 and npm (Debian: apt-get install nodejs npm)"; exit 1; }
+	cd $(NODE_TOOLS) && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
+	touch $(NODE_STAMP)
+
+tools: $(NODE_STAMP)
+
 run: $(STAMP)
 	$(BIN)/python -m devtools.run_local
 
-test: $(STAMP)
+test: $(STAMP) $(NODE_STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)
-	$(BIN)/ruff check bridge tests devtools
-	$(BIN)/ruff format --check bridge tests devtools
+	$(BIN)/ruff check $(LINT_PATHS)
+	$(BIN)/ruff format --check $(LINT_PATHS)
 	$(BIN)/mypy
 
 format: $(STAMP)
-	$(BIN)/ruff format bridge tests devtools
-	$(BIN)/ruff check --fix bridge tests devtools
+	$(BIN)/ruff format $(LINT_PATHS)
+	$(BIN)/ruff check --fix $(LINT_PATHS)
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info $(NODE_TOOLS)/node_modules

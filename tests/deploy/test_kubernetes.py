@@ -1,0 +1,300 @@
+"""Kubernetes manifests: rendered with kustomize, validated offline, and checked against the code.
+
+kubernetes-validate checks every built-in kind against the OpenAPI schemas of the Kubernetes
+versions in KUBERNETES_VERSIONS (strict: unknown fields are errors); the Prometheus Operator's
+kinds are checked against their CRD schemas by tools/node/validate-crds.mjs. Then the facts the
+manifests share with the code: probe paths, ports, environment variable names, a configuration
+the bridge accepts, and a shutdown that fits in the grace period.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import kubernetes_validate
+import pytest
+import yaml
+
+from bridge.app import EVENTS_PATH, create_app
+from bridge.config import SOURCE_PRESETS, VARIABLES, Settings
+from tests.conftest import make_settings
+from tests.deploy.conftest import (
+    DEPLOY,
+    KUSTOMIZE,
+    NODE_TOOLS,
+    OVERLAYS,
+    kustomize,
+    node_tools_ready,
+    run,
+    tool,
+)
+
+pytestmark = pytest.mark.deploy
+
+#: An older release many clusters still run (native sidecars need >= 1.29), and the newest one
+#: kubernetes-validate 1.37.0 has schemas for. The manifests must be valid on both.
+KUBERNETES_VERSIONS = ("1.31", "1.37")
+CUSTOM_KINDS = {"ServiceMonitor", "PrometheusRule", "PodMonitor"}
+EXAMPLES = sorted((KUSTOMIZE / "examples").glob("*.yaml"))
+TARGETS = ["base", *(f"overlays/{o}" for o in OVERLAYS)]
+#: What the overlays must set for their Altinn environment (README, BRIDGE_FILTER_SOURCES and
+#: BRIDGE_ALLOWED_NETWORKS presets).
+ENVIRONMENTS = {
+    "overlays/tt02": {"BRIDGE_FILTER_SOURCES": "tt02", "BRIDGE_ALLOWED_NETWORKS": "altinn-tt02"},
+    "overlays/production": {
+        "BRIDGE_FILTER_SOURCES": "production",
+        "BRIDGE_ALLOWED_NETWORKS": "altinn-production",
+    },
+}
+#: A token of the right shape for settings checks (the real ones live in a Secret).
+FAKE_TOKEN = "x" * 32
+
+
+def _resources(target: str) -> list[dict[str, Any]]:
+    return kustomize(KUSTOMIZE / target)
+
+
+def _example(path: Path) -> list[dict[str, Any]]:
+    return [doc for doc in yaml.safe_load_all(path.read_text()) if doc]
+
+
+def _one(resources: list[dict[str, Any]], kind: str) -> dict[str, Any]:
+    [found] = [r for r in resources if r["kind"] == kind]
+    return found
+
+
+def _routes() -> set[str]:
+    """The paths the app really serves (token auth on, as in the manifests)."""
+    app = create_app(make_settings(BRIDGE_AUTH="token", BRIDGE_AUTH_TOKENS=FAKE_TOKEN))
+    return {resource.canonical for resource in app.router.resources()}
+
+
+def _validate_builtin(resources: list[dict[str, Any]], version: str) -> list[str]:
+    problems = []
+    for resource in resources:
+        if resource["kind"] in CUSTOM_KINDS:
+            continue
+        name = f"{resource['kind']}/{resource['metadata']['name']}"
+        try:
+            checked = kubernetes_validate.validate(resource, version, strict=True)
+        except kubernetes_validate.ValidationError as exc:
+            problems.append(f"{name}: {'.'.join(map(str, exc.path))}: {exc.message}")
+        except kubernetes_validate.SchemaNotFoundError as exc:
+            problems.append(f"{name}: {exc.message}")
+        else:
+            assert checked == version
+    return problems
+
+
+@pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
+@pytest.mark.parametrize("target", TARGETS)
+def test_rendered_manifests_validate_against_kubernetes(target: str, version: str) -> None:
+    resources = _resources(target)
+    kinds = {r["kind"] for r in resources}
+    assert kinds >= {
+        "Deployment",
+        "Service",
+        "ConfigMap",
+        "PodDisruptionBudget",
+        "HorizontalPodAutoscaler",
+        "NetworkPolicy",
+        "ServiceMonitor",
+        "PrometheusRule",
+    }
+    assert _validate_builtin(resources, version) == []
+
+
+@pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
+@pytest.mark.parametrize("example", EXAMPLES, ids=lambda p: p.name)
+def test_examples_validate_against_kubernetes(example: Path, version: str) -> None:
+    assert _validate_builtin(_example(example), version) == []
+
+
+def test_validation_catches_a_wrong_field() -> None:
+    """The check can fail: a misspelt field is an error in strict mode."""
+    deployment = _one(_resources("base"), "Deployment")
+    deployment["spec"]["template"]["spec"]["containers"][0]["readinessProbes"] = {}
+    problems = _validate_builtin([deployment], KUBERNETES_VERSIONS[0])
+    assert problems
+    assert "readinessProbes" in problems[0]
+
+
+def test_custom_resources_validate_against_the_prometheus_operator_crds(tmp_path: Path) -> None:
+    node_tools_ready()
+    resources = [r for target in TARGETS for r in _resources(target) if r["kind"] in CUSTOM_KINDS]
+    assert len(resources) == 2 * len(TARGETS)
+    path = tmp_path / "resources.json"
+    path.write_text(json.dumps(resources))
+    out = run(tool("node"), str(NODE_TOOLS / "validate-crds.mjs"), str(path), cwd=NODE_TOOLS)
+    assert out.count("OK ") == len(resources), out
+
+    # The check can fail: a rule without an expression is refused.
+    rule = next(r for r in resources if r["kind"] == "PrometheusRule")
+    broken = json.loads(json.dumps(rule))
+    del broken["spec"]["groups"][0]["rules"][0]["expr"]
+    path.write_text(json.dumps([broken]))
+    result = subprocess.run(
+        [tool("node"), str(NODE_TOOLS / "validate-crds.mjs"), str(path)],
+        cwd=NODE_TOOLS,
+        capture_output=True,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert b"INVALID" in result.stdout
+
+
+# --- the manifests and the code agree ---------------------------------------------------------
+
+
+def _container_env(container: dict[str, Any], config_maps: dict[str, dict[str, str]]) -> dict[str, str]:
+    """The environment a container gets: envFrom ConfigMaps, then env (secrets as placeholders)."""
+    env: dict[str, str] = {}
+    for source in container.get("envFrom", []):
+        env.update(config_maps[source["configMapRef"]["name"]])
+    for item in container.get("env", []):
+        if "value" in item:
+            env[item["name"]] = item["value"]
+        else:
+            ref = item["valueFrom"]["secretKeyRef"]
+            assert ref["key"] == item["name"], "a Secret key named like the variable it fills"
+            assert VARIABLES[item["name"]].secret, f"{item['name']} comes from a Secret but is not secret"
+            if not ref.get("optional"):
+                env[item["name"]] = FAKE_TOKEN
+    return env
+
+
+def _settings(env: dict[str, str]) -> Settings:
+    return Settings.from_env(env)
+
+
+def _http_get_paths(container: dict[str, Any]) -> dict[str, str]:
+    return {
+        probe: container[probe]["httpGet"]["path"]
+        for probe in ("startupProbe", "livenessProbe", "readinessProbe")
+        if probe in container
+    }
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_deployment_matches_the_code(target: str) -> None:
+    resources = _resources(target)
+    config_maps = {r["metadata"]["name"]: r["data"] for r in resources if r["kind"] == "ConfigMap"}
+    deployment = _one(resources, "Deployment")
+    pod = deployment["spec"]["template"]["spec"]
+    [container] = pod["containers"]
+    env = _container_env(container, config_maps)
+
+    # Every variable is one the bridge reads, and together they are a configuration it accepts.
+    assert set(env) - set(VARIABLES) == set(), "variables the bridge does not read"
+    settings = _settings(env)
+    for name, value in ENVIRONMENTS.get(target, {}).items():
+        assert env[name] == value, name
+    if target != "base":
+        assert settings.filters.sources == (SOURCE_PRESETS[ENVIRONMENTS[target]["BRIDGE_FILTER_SOURCES"]],)
+
+    # Probes: liveness never touches Kafka, readiness does; both are routes the app serves.
+    paths = _http_get_paths(container)
+    assert paths == {"startupProbe": "/healthz", "livenessProbe": "/healthz", "readinessProbe": "/readyz"}
+    assert set(paths.values()) <= _routes()
+    for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+        assert container[probe]["httpGet"]["port"] == "http"
+
+    # The named port is the port the bridge listens on.
+    [port] = container["ports"]
+    assert (port["name"], port["containerPort"]) == ("http", settings.http.port)
+    assert settings.http.host == "0.0.0.0"
+
+    # Shutdown: drain < grace < the pod's termination grace period.
+    assert settings.shutdown.drain_s < settings.shutdown.grace_s < pod["terminationGracePeriodSeconds"]
+
+    # Image user, read-only root, no privileges.
+    user = re.search(r"^USER (\d+):(\d+)$", (DEPLOY / "Dockerfile").read_text(), re.MULTILINE)
+    assert user is not None
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert (pod["securityContext"]["runAsUser"], pod["securityContext"]["runAsGroup"]) == (
+        int(user.group(1)),
+        int(user.group(2)),
+    )
+    security = container["securityContext"]
+    assert security["readOnlyRootFilesystem"] is True
+    assert security["allowPrivilegeEscalation"] is False
+    assert security["capabilities"]["drop"] == ["ALL"]
+    assert {m["mountPath"] for m in container["volumeMounts"]} == {"/tmp"}
+    assert container["resources"]["requests"]
+    assert container["resources"]["limits"]["memory"]
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_service_monitor_and_policies_point_at_the_bridge(target: str) -> None:
+    resources = _resources(target)
+    deployment = _one(resources, "Deployment")
+    pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
+    selector = deployment["spec"]["selector"]["matchLabels"]
+    assert selector.items() <= pod_labels.items()
+
+    service = _one(resources, "Service")
+    assert service["spec"]["selector"].items() <= pod_labels.items()
+    [service_port] = service["spec"]["ports"]
+    assert (service_port["name"], service_port["targetPort"]) == ("http", "http")
+
+    monitor = _one(resources, "ServiceMonitor")
+    assert monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
+    [endpoint] = monitor["spec"]["endpoints"]
+    assert (endpoint["port"], endpoint["path"]) == ("http", "/metrics")
+    assert "/metrics" in _routes()
+    # The job label the rules and the dashboard select on.
+    assert service["metadata"]["labels"][monitor["spec"]["jobLabel"]] == "altinn-kafka-bridge"
+
+    for kind in ("PodDisruptionBudget", "NetworkPolicy"):
+        resource = _one(resources, kind)
+        labels = resource["spec"].get("selector", resource["spec"].get("podSelector"))["matchLabels"]
+        assert labels.items() <= pod_labels.items(), kind
+    policy = _one(resources, "NetworkPolicy")
+    assert [p["port"] for rule in policy["spec"]["ingress"] for p in rule["ports"]] == ["http"]
+    hpa = _one(resources, "HorizontalPodAutoscaler")
+    assert hpa["spec"]["scaleTargetRef"]["name"] == deployment["metadata"]["name"]
+
+
+def test_sidecar_example_listens_on_localhost_and_probes_from_inside() -> None:
+    [deployment] = _example(KUSTOMIZE / "examples" / "sidecar.yaml")
+    pod = deployment["spec"]["template"]["spec"]
+    [bridge] = pod["initContainers"]
+    assert bridge["restartPolicy"] == "Always", "a native sidecar"
+    env = _container_env(bridge, {})
+    assert set(env) <= set(VARIABLES)
+    settings = _settings(env)
+    assert settings.http.host == "127.0.0.1"
+    assert settings.shutdown.drain_s < settings.shutdown.grace_s < pod["terminationGracePeriodSeconds"]
+    routes = _routes()
+    for probe, path in (
+        ("startupProbe", "/healthz"),
+        ("livenessProbe", "/healthz"),
+        ("readinessProbe", "/readyz"),
+    ):
+        command = " ".join(bridge[probe]["exec"]["command"])
+        assert f"http://127.0.0.1:{settings.http.port}{path}" in command, probe
+        assert path in routes
+    [app] = pod["containers"]
+    assert {
+        "name": "ALTINN_BRIDGE_URL",
+        "value": f"http://127.0.0.1:{settings.http.port}{EVENTS_PATH}",
+    } in app["env"]
+    assert bridge["securityContext"]["readOnlyRootFilesystem"] is True
+
+
+def test_ingress_example_exposes_only_the_event_endpoint() -> None:
+    [ingress] = _example(KUSTOMIZE / "examples" / "ingress-nginx.yaml")
+    paths = [p for rule in ingress["spec"]["rules"] for p in rule["http"]["paths"]]
+    assert [(p["path"], p["pathType"]) for p in paths] == [(EVENTS_PATH + "/", "Prefix")]
+    assert ingress["metadata"]["annotations"]["nginx.ingress.kubernetes.io/enable-access-log"] == "false"
+    allowed = ingress["metadata"]["annotations"]["nginx.ingress.kubernetes.io/whitelist-source-range"]
+    assert allowed == "20.100.46.139/32"  # Altinn production's egress address (README)
+
+
+def test_secret_example_holds_only_secret_variables() -> None:
+    [secret] = _example(KUSTOMIZE / "examples" / "secret.yaml")
+    assert set(secret["stringData"]) <= {name for name, var in VARIABLES.items() if var.secret}
