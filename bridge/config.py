@@ -44,6 +44,12 @@ VARIABLES: Final[dict[str, Variable]] = {
         "none", "Record batch compression: `none`, `gzip`, `snappy`, `lz4` or `zstd`."
     ),
     "KAFKA_LINGER_MS": Variable("0", "How long the producer waits to fill a batch, in ms. 0 = send at once."),
+    "KAFKA_MAX_BATCH_BYTES": Variable(
+        "262144",
+        "Largest record batch per partition, in bytes. When a partition's batch is full, further "
+        "sends wait for it to be sent; aiokafka's 16 KiB default made that the main cost under load "
+        "(see docs/performance.md). Keep it under the broker's `message.max.bytes` (1 MiB).",
+    ),
     "KAFKA_SECURITY_PROTOCOL": Variable(
         "PLAINTEXT", "`PLAINTEXT`, `SSL`, `SASL_PLAINTEXT` or `SASL_SSL`, as the cluster's listener expects."
     ),
@@ -357,6 +363,7 @@ class KafkaSettings:
     enable_idempotence: bool = True
     compression: Compression = Compression.NONE
     linger_ms: int = 0
+    max_batch_bytes: int = 262144
     publish_timeout_s: float = 10.0
     security: KafkaSecurity = field(default_factory=KafkaSecurity)
 
@@ -468,6 +475,7 @@ class Settings:
             enable_idempotence=r.get("KAFKA_ENABLE_IDEMPOTENCE", _bool, True),
             compression=r.get("KAFKA_COMPRESSION", _enum(Compression), Compression.NONE),
             linger_ms=r.get("KAFKA_LINGER_MS", _int_range(0, 60_000), 0),
+            max_batch_bytes=r.get("KAFKA_MAX_BATCH_BYTES", _int_range(1024, 64 * 1024 * 1024), 262144),
             publish_timeout_s=r.get("BRIDGE_PUBLISH_TIMEOUT_S", _seconds(0.1, 40.0), 10.0),
             security=_kafka_security(r),
         )
@@ -549,6 +557,7 @@ class Settings:
             "kafka_enable_idempotence": k.enable_idempotence,
             "kafka_compression": str(k.compression),
             "kafka_linger_ms": k.linger_ms,
+            "kafka_max_batch_bytes": k.max_batch_bytes,
             "publish_timeout_s": k.publish_timeout_s,
             "http": f"{self.http.host}:{self.http.port}",
             "workers": self.http.workers,

@@ -66,6 +66,7 @@ class KafkaPublisher:
             enable_idempotence=s.enable_idempotence,
             compression_type=None if s.compression == "none" else str(s.compression),
             linger_ms=s.linger_ms,
+            max_batch_size=s.max_batch_bytes,
             request_timeout_ms=int(s.publish_timeout_s * 1000),
             **client_options(s.security),
         )
