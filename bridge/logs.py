@@ -41,12 +41,27 @@ def mask_processor(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDic
     return event_dict
 
 
-def _orjson_str(obj: Any, **_: Any) -> str:
-    return orjson.dumps(obj, default=str).decode()
+def _readable(value: Any) -> Any:
+    """``value`` with strings that are not valid UTF-8 (surrogate escapes) made writable."""
+    if isinstance(value, str):
+        return value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    if isinstance(value, dict):
+        return {_readable(k): _readable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_readable(v) for v in value]
+    return value
 
 
 def _orjson_bytes(obj: Any, **_: Any) -> bytes:
-    return orjson.dumps(obj, default=str)
+    # A log line must never fail: a value that came from raw request bytes may not be UTF-8.
+    try:
+        return orjson.dumps(obj, default=str)
+    except orjson.JSONEncodeError:
+        return orjson.dumps(_readable(obj), default=str)
+
+
+def _orjson_str(obj: Any, **_: Any) -> str:
+    return _orjson_bytes(obj).decode()
 
 
 class RepeatFilter(logging.Filter):

@@ -113,7 +113,10 @@ class Pipeline:
         except InvalidEvent as exc:
             sent_id = next((v for k, v in pairs if k.lower() == "ce-id"), None)
             if sent_id:
-                exc.event_id = mask_national_ids(sent_id[:128])
+                # Header bytes that are not UTF-8 arrive as surrogate escapes; they cannot be
+                # written to JSON (answer, log line), so they become U+FFFD.
+                readable = sent_id.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+                exc.event_id = mask_national_ids(readable[:128])
             return await self._counted("other", self._invalid(body, content_type, received_at, exc))
         return await self.ingest(structured, "application/cloudevents+json", received_at)
 

@@ -299,3 +299,17 @@ def test_leaked_lines_finds_a_planted_line(tmp_path: Path):
 def test_leaked_lines_is_empty_for_masked_logs(tmp_path: Path):
     (tmp_path / "in-process.log").write_text(f'{{"subject":"/person/{MASK}"}}\n')
     assert leaked_lines(tmp_path, national_ids_in_fixtures()) == []
+
+
+@pytest.mark.usefixtures("restore_logging")
+def test_a_value_that_is_not_utf8_never_breaks_a_log_line():
+    stream = _configure()
+    raw = b"id-\xff-end".decode("utf-8", "surrogateescape")  # how aiohttp hands over such header bytes
+
+    get_logger("app").info("request", event_id=raw, nested={"k": [raw]})
+    logging.getLogger("aiohttp.server").warning("bad header %s", raw)
+
+    lines = _lines(stream)
+    assert lines[0]["event_id"] == "id-\ufffd-end"
+    assert lines[0]["nested"] == {"k": ["id-\ufffd-end"]}
+    assert lines[1]["event"] == "bad header id-\ufffd-end"
