@@ -6,6 +6,9 @@ path, so the ones the scenarios use are imported here.
 
 from __future__ import annotations
 
+import pytest
+
+from tests.faults.load import REPORTED
 from tests.integration.conftest import (  # noqa: F401 - imported so pytest registers them
     durable_broker,
     http,
@@ -13,3 +16,11 @@ from tests.integration.conftest import (  # noqa: F401 - imported so pytest regi
     own_broker,
     start_bridge,
 )
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Each fault scenario's line, also when output is captured (as in CI)."""
+    if REPORTED:
+        terminalreporter.write_sep("-", "fault scenarios")
+        for line in REPORTED:
+            terminalreporter.write_line(line)

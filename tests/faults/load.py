@@ -229,6 +229,10 @@ def kafka_counts(bootstrap: str, ids: Iterable[str], idle_s: float = 1.0) -> Cou
     return counts
 
 
+#: Every scenario's line, in the order they ran; repeated in the run's summary (tests/faults/conftest.py).
+REPORTED: list[str] = []
+
+
 def report(load: Load, bootstrap: str, **extra: object) -> Report:
     """Read Kafka back and summarise ``load``; prints its line."""
     sent = set(load.bodies)
@@ -252,6 +256,7 @@ def report(load: Load, bootstrap: str, **extra: object) -> Report:
         extra={**({"client_skipped": load.skipped} if load.skipped else {}), **extra},
     )
     print(result.line())
+    REPORTED.append(result.line())
     return result
 
 
