@@ -31,7 +31,7 @@ from bridge.logs import get_logger
 from bridge.metrics import MULTIPROC_DIR_ENV
 
 #: Environment variable that tells a process it is one of several workers.
-WORKER_ENV = "BRIDGE_WORKER_OF"
+WORKER_ENV = "ALTINN_BRIDGE_WORKER_OF"  # outside BRIDGE_*: not a user setting
 #: Extra time, beyond the shutdown grace period, before workers are killed.
 KILL_MARGIN_S = 5.0
 _POLL_S = 0.2
