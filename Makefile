@@ -12,9 +12,9 @@ NODE_TOOLS := tools/node
 NODE_STAMP := $(NODE_TOOLS)/node_modules/.installed-stamp
 
 # Python code checked by ruff: the package, tests, developer tools and the examples.
-LINT_PATHS := bridge tests devtools examples
+LINT_PATHS := bridge tests devtools examples bench
 
-.PHONY: help install tools run test test-fast lint format clean
+.PHONY: help install tools run test test-fast lint format clean bench
 
 help:
 	@echo "make run    - local broker + bridge on http://127.0.0.1:8080 (Ctrl-C stops both)"
@@ -56,3 +56,8 @@ format: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info $(NODE_TOOLS)/node_modules
+
+# The performance benchmark (docs/performance.md): about 15 minutes, BENCH_QUICK=1 for a few.
+# Not part of `make test`. Installs wrk from Debian when it is missing.
+bench: $(STAMP)
+	$(BIN)/python -m bench

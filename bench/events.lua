@@ -1,0 +1,67 @@
+-- wrk script: POST CloudEvents with a unique id each (the bridge dedupes on source + id,
+-- so a repeated id would measure the duplicate path), one per request or a batch per request.
+--
+--   wrk -s bench/events.lua URL -- TEMPLATE BATCH NONCE
+--
+-- TEMPLATE: file with one compact event whose id is __ID__. BATCH: events per request
+-- (1 = one structured event, Content-Type application/json as Altinn sends; more = a JSON
+-- array, application/cloudevents-batch+json). NONCE: 8 hex digits, unique per run.
+-- Ids look like UUIDs: NONCE-0bec-4TTT-b898-CCCCCCCCCCCC (T = wrk thread, C = counter).
+-- At the end one line "BENCH_JSON {...}" carries the counts and latency percentiles (us).
+
+local threads = {}
+local next_thread = 0
+
+function setup(thread)
+  thread:set("thread_no", next_thread)
+  next_thread = next_thread + 1
+  table.insert(threads, thread)
+end
+
+function init(args)
+  local file = assert(io.open(args[1], "rb"))
+  local template = file:read("*a")
+  file:close()
+  local first, last = string.find(template, "__ID__", 1, true)
+  assert(first, "template has no __ID__")
+  prefix = string.sub(template, 1, first - 1)
+  suffix = string.sub(template, last + 1)
+  batch = tonumber(args[2])
+  nonce = args[3]
+  counter = 0
+  if batch == 1 then
+    wrk.headers["Content-Type"] = "application/json; charset=utf-8"
+  else
+    wrk.headers["Content-Type"] = "application/cloudevents-batch+json"
+  end
+end
+
+local function next_event()
+  counter = counter + 1
+  return prefix .. string.format("%s-0bec-4%03x-b898-%012x", nonce, thread_no, counter) .. suffix
+end
+
+function request()
+  local body
+  if batch == 1 then
+    body = next_event()
+  else
+    local events = {}
+    for i = 1, batch do
+      events[i] = next_event()
+    end
+    body = "[" .. table.concat(events, ",") .. "]"
+  end
+  return wrk.format("POST", nil, nil, body)
+end
+
+function done(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    'BENCH_JSON {"requests":%d,"duration_us":%d,"bytes":%d,"connect_errors":%d,'
+      .. '"read_errors":%d,"write_errors":%d,"non_2xx_3xx":%d,"timeouts":%d,'
+      .. '"p50_us":%d,"p95_us":%d,"p99_us":%d,"max_us":%d,"mean_us":%.1f}\n',
+    summary.requests, summary.duration, summary.bytes, e.connect, e.read, e.write,
+    e.status, e.timeout, latency:percentile(50), latency:percentile(95),
+    latency:percentile(99), latency.max, latency.mean))
+end
