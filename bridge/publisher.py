@@ -7,11 +7,16 @@ it, and :class:`KafkaPublisher` is tested against a real broker.
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+import collections
+import functools
+import time
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
+from aiokafka.partitioner import DefaultPartitioner
+from aiokafka.producer.message_accumulator import BatchBuilder
 
 from bridge.config import KafkaSettings
 from bridge.errors import PublishError
@@ -47,15 +52,30 @@ class Publisher(Protocol):
 class KafkaPublisher:
     """aiokafka producer with ``acks=all``, shared by every request in flight.
 
-    Each publish is bounded by ``publish_timeout_s``; the producer's own request
-    timeout is set to the same value so a record that timed out for the client
-    does not linger in the producer's buffer for long (it may still land, which
-    the at-least-once contract allows: the sender retries, consumers dedupe).
+    Records are gathered into one batch per topic partition while the loop runs
+    and handed to aiokafka's bulk API (``create_batch`` / ``send_batch``): one
+    future, one timer and one hand-over per batch instead of per record. Measured
+    here (``python -m bench.kafka_floor``): aiokafka's per-record ``send()`` costs
+    16 µs of CPU per record, its bulk API 1.4 µs — and the bridge writes two
+    records per event. While a partition's batch is on its way to the broker the
+    next one fills up, so batches grow with load by themselves, without linger.
+
+    Keys go to partitions as aiokafka's (and Java's) default partitioner puts them
+    (murmur2), so consumers see the same partitioning as with ``send()``.
+
+    Each record's wait is bounded by ``publish_timeout_s``; the producer's own
+    request timeout is the same, so a record that timed out for the caller does
+    not linger for long. It may still land: the caller learns of it through the
+    ``late`` future of the :class:`PublishError`.
     """
 
     def __init__(self, settings: KafkaSettings) -> None:
         self._settings = settings
         self._producer: AIOKafkaProducer | None = None
+        self._lanes: dict[tuple[str, int], _Lane] = {}
+        #: Sorted partitions per topic and when they were looked up (monotonic s).
+        self._partitions: dict[str, tuple[list[int], float]] = {}
+        self._partitioner = DefaultPartitioner()
 
     def _new_producer(self) -> AIOKafkaProducer:
         s = self._settings
@@ -82,30 +102,81 @@ class KafkaPublisher:
         self._producer = producer
 
     async def stop(self) -> None:
-        """Flush pending records and close connections."""
+        """Hand over the batches still filling, flush everything pending and close connections."""
+        drains = [lane.drain for lane in self._lanes.values() if lane.drain is not None]
+        if drains:
+            await asyncio.wait(drains, timeout=self._settings.publish_timeout_s)
         if self._producer is not None:
             await self._producer.stop()
 
     async def publish(self, topic: str, key: bytes | None, value: bytes, headers: Headers) -> Delivery:
-        """Send one record and wait for ``acks=all``, at most ``publish_timeout_s``."""
-        if self._producer is None:
+        """Add a record to its partition's batch; wait for ``acks=all``, at most ``publish_timeout_s``."""
+        producer = self._producer
+        if producer is None:
             raise PublishError("not_connected", "not connected to Kafka yet")
-        future = None
+        partitions = await self._partitions_of(producer, topic)
+        partition: int = self._partitioner(key, partitions, partitions)
+        lane = self._lanes.get((topic, partition))
+        if lane is None:
+            lane = self._lanes[topic, partition] = _Lane(topic, partition)
+        batch = lane.newest
+        if batch is None or not batch.add(key, value, headers):  # full, gone to the broker, or expired
+            batch = lane.newest = self._new_batch(producer)
+            batch.add(key, value, headers)  # the first record always fits, whatever its size
+            lane.queue.append(batch)
+            if lane.drain is None:
+                lane.drain = asyncio.ensure_future(self._drain(producer, lane))
+        future: asyncio.Future[Delivery] = asyncio.get_running_loop().create_future()
+        batch.futures.append(future)
+        return await future
+
+    async def _partitions_of(self, producer: AIOKafkaProducer, topic: str) -> list[int]:
+        """The topic's partitions, looked up again after :data:`_PARTITIONS_TTL_S`."""
+        known = self._partitions.get(topic)
+        now = time.monotonic()
+        if known is not None and now - known[1] < _PARTITIONS_TTL_S:
+            return known[0]
         try:
             async with asyncio.timeout(self._settings.publish_timeout_s):
-                future = await self._producer.send(topic, value=value, key=key, headers=headers)
-                # Shielded: when the wait times out the record stays in the producer and may
-                # still be acknowledged; the caller learns of it through ``late``.
-                metadata = await asyncio.shield(future)
+                partitions = sorted(await producer.partitions_for(topic))
         except TimeoutError:
             raise PublishError(
-                "timeout",
-                f"Kafka did not acknowledge within {self._settings.publish_timeout_s:g} s",
-                late=_late_delivery(future) if future is not None else None,
+                "timeout", f"no metadata for topic {topic!r} within {self._settings.publish_timeout_s:g} s"
             ) from None
         except KafkaError as exc:
             raise PublishError(type(exc).__name__, f"Kafka refused the record: {exc}") from exc
-        return Delivery(topic=metadata.topic, partition=metadata.partition, offset=metadata.offset)
+        self._partitions[topic] = (partitions, now)
+        return partitions
+
+    def _new_batch(self, producer: AIOKafkaProducer) -> _Batch:
+        batch = _Batch(producer.create_batch())
+        batch.timer = asyncio.get_running_loop().call_later(
+            self._settings.publish_timeout_s, batch.expire, self._settings.publish_timeout_s
+        )
+        return batch
+
+    async def _drain(self, producer: AIOKafkaProducer, lane: _Lane) -> None:
+        """Hand the lane's batches to aiokafka, one at a time, until none is left.
+
+        A handed-over batch stays open: records keep joining it until aiokafka's
+        sender takes it into a produce request (which closes it), as with
+        ``send()``. ``send_batch`` returns once the partition's previous batch has
+        gone to the broker, so meanwhile the next batch collects what arrives.
+        """
+        try:
+            while lane.queue:
+                batch = lane.queue.popleft()
+                try:
+                    sent = await producer.send_batch(batch.builder, lane.topic, partition=lane.partition)
+                except asyncio.CancelledError:
+                    batch.fail(PublishError("cancelled", "the bridge is stopping"))
+                    raise
+                except Exception as exc:  # noqa: BLE001 - every record of the batch learns it
+                    batch.fail(_refused(exc))
+                    continue
+                sent.add_done_callback(functools.partial(batch.settle, lane.topic, lane.partition))
+        finally:
+            lane.drain = None
 
     async def check(self, timeout_s: float) -> None:
         """One metadata round trip to any broker, bounded by ``timeout_s``."""
@@ -120,20 +191,80 @@ class KafkaPublisher:
             raise PublishError(type(exc).__name__, f"no broker reachable: {exc}") from exc
 
 
-def _late_delivery(future: asyncio.Future[Any]) -> asyncio.Future[Delivery]:
-    """A future of the ``Delivery`` of a record whose wait timed out."""
-    late: asyncio.Future[Delivery] = asyncio.get_running_loop().create_future()
+#: How long a topic's partition list is reused before it is looked up again.
+_PARTITIONS_TTL_S = 30.0
 
-    def settle(done: asyncio.Future[Any]) -> None:
-        if late.done():
+
+@dataclass(slots=True)
+class _Lane:
+    """A topic partition: its batches not yet handed over, the newest (open) one, the task handing over."""
+
+    topic: str
+    partition: int
+    newest: _Batch | None = None
+    queue: collections.deque[_Batch] = field(default_factory=collections.deque)
+    drain: asyncio.Future[None] | None = None
+
+
+@dataclass(slots=True)
+class _Batch:
+    """Records on their way to one partition, and the futures of their callers."""
+
+    builder: BatchBuilder
+    futures: list[asyncio.Future[Delivery]] = field(default_factory=list)
+    timer: asyncio.TimerHandle | None = None
+    #: Futures of records whose caller timed out (by position): their outcome, still to come.
+    late: dict[int, asyncio.Future[Delivery]] = field(default_factory=dict)
+
+    def add(self, key: bytes | None, value: bytes, headers: Headers) -> bool:
+        """Append a record; False when the batch is full (or already handed over)."""
+        return self.builder.append(timestamp=None, key=key, value=value, headers=headers) is not None
+
+    def expire(self, timeout_s: float) -> None:
+        """The publish timeout passed: answer the waiting callers, keep a late future for each."""
+        self.builder.close()  # later records start a batch with a timer of their own
+        loop = asyncio.get_running_loop()
+        for index, future in enumerate(self.futures):
+            if future.done():
+                continue
+            late: asyncio.Future[Delivery] = loop.create_future()
+            self.late[index] = late
+            future.set_exception(
+                PublishError("timeout", f"Kafka did not acknowledge within {timeout_s:g} s", late=late)
+            )
+
+    def settle(self, topic: str, partition: int, sent: asyncio.Future[Any]) -> None:
+        """The broker answered for the whole batch: give every record its outcome."""
+        if self.timer is not None:
+            self.timer.cancel()
+        if sent.cancelled():
+            self.fail(PublishError("cancelled", "the record's send was cancelled"))
             return
-        if done.cancelled():
-            late.cancel()
-        elif (exc := done.exception()) is not None:
-            late.set_exception(exc)
-        else:
-            metadata = done.result()
-            late.set_result(Delivery(metadata.topic, metadata.partition, metadata.offset))
+        if (exc := sent.exception()) is not None:
+            self.fail(_refused(exc))
+            return
+        base = sent.result().offset
+        for index, future in enumerate(self.futures):
+            delivery = Delivery(topic, partition, base + index)
+            if not future.done():
+                future.set_result(delivery)
+            elif (late := self.late.get(index)) is not None and not late.done():
+                late.set_result(delivery)
 
-    future.add_done_callback(settle)
-    return late
+    def fail(self, error: PublishError) -> None:
+        """No record of the batch was stored: every waiting caller gets ``error``."""
+        self.builder.close()
+        if self.timer is not None:
+            self.timer.cancel()
+        for index, future in enumerate(self.futures):
+            if not future.done():
+                future.set_exception(PublishError(error.kind, error.detail))
+            elif (late := self.late.get(index)) is not None and not late.done():
+                late.set_exception(PublishError(error.kind, error.detail))
+                late.exception()  # retrieved: whoever kept it reads it in a callback, if at all
+
+
+def _refused(exc: BaseException) -> PublishError:
+    if isinstance(exc, KafkaError):
+        return PublishError(type(exc).__name__, f"Kafka refused the record: {exc}")
+    return PublishError(type(exc).__name__, f"the record could not be sent: {exc}")
