@@ -102,6 +102,10 @@ def unrecorded_ranges(offsets: Iterable[int]) -> list[tuple[int, int | None]]:
     return ranges
 
 
+#: A window entry: :class:`Seen`'s fields (at, topic, partition, offset).
+_Entry = tuple[float, str, int, int]
+
+
 class Failed(Exception):
     """The first delivery of a key failed; a waiting duplicate shares the failure."""
 
@@ -137,7 +141,11 @@ class Dedupe:
         self.window_s = window_s
         self.max_entries = max_entries
         self._clock = clock
-        self._seen: OrderedDict[bytes, Seen] = OrderedDict()
+        #: Published keys, oldest first. Values are plain tuples of :class:`Seen`'s fields, not
+        #: ``Seen`` objects: a tuple of atomic values drops out of the cyclic garbage collector's
+        #: tracking, so a window of 500,000 keys does not lengthen every full collection (measured:
+        #: p99 grew with the window; docs/performance.md).
+        self._seen: OrderedDict[bytes, _Entry] = OrderedDict()
         self._pending: dict[bytes, asyncio.Future[Seen]] = {}
         self._failed: OrderedDict[bytes, None] = OrderedDict()
         self._evictions = Evictions()
@@ -147,10 +155,10 @@ class Dedupe:
 
     def lookup(self, key: bytes) -> Seen | None:
         """The published entry for ``key`` if it is within the window."""
-        seen = self._seen.get(key)
-        if seen is not None and seen.at < self._clock() - self.window_s:
+        entry = self._seen.get(key)
+        if entry is None or entry[0] < self._clock() - self.window_s:
             return None
-        return seen
+        return Seen(*entry)
 
     def claim(self, key: bytes) -> Claimed:
         """Decide what a delivery of ``key`` does; reserves the key for a first delivery."""
@@ -189,9 +197,9 @@ class Dedupe:
         if seen.at < horizon:
             return
         known = self._seen.get(key)
-        if known is not None and known.at >= horizon:
+        if known is not None and known[0] >= horizon:
             return
-        self._seen[key] = seen
+        self._seen[key] = (seen.at, seen.topic, seen.partition, seen.offset)
         self._seen.move_to_end(key)  # an expired entry it replaces sat further to the front
         self._expire()
         while len(self._seen) > self.max_entries:
@@ -204,7 +212,7 @@ class Dedupe:
         horizon = self._clock() - self.window_s
         while self._seen:
             oldest = next(iter(self._seen.values()))
-            if oldest.at >= horizon:
+            if oldest[0] >= horizon:
                 break
             self._seen.popitem(last=False)
             self._evictions.expired += 1
