@@ -13,7 +13,7 @@ after Kafka acknowledged the event. This module reads it back:
    too, and the events found there (by their ``ce_source``/``ce_id`` headers)
    are remembered and written to the state topic.
 3. **Follow** the state topic for as long as the bridge runs, so replicas learn
-   each other's publishes within milliseconds.
+   each other's publishes within half a second (:data:`_FOLLOW_WAIT_MS`).
 
 "Up to the high watermark" uses the watermark returned with each fetch, not the
 ListOffsets answer, which the local test broker (Tansu on S3) gets wrong.
@@ -38,6 +38,12 @@ from bridge.pipeline import Pipeline
 
 #: How long one fetch waits for records, in milliseconds.
 _FETCH_WAIT_MS = 200
+#: While following: the broker answers a fetch once it has this many bytes (~400 state records)
+#: or after :data:`_FOLLOW_WAIT_MS`. A follower asking for every record as it arrives made the
+#: local broker spend more CPU on the fetches than on everything else (docs/performance.md);
+#: replicas now learn each other's keys within half a second instead of milliseconds.
+_FOLLOW_MIN_BYTES = 64 * 1024
+_FOLLOW_WAIT_MS = 500
 
 _log = get_logger("bridge.dedupe")
 
@@ -71,7 +77,7 @@ class DedupeFollower:
         #: The oldest commit time among them (same partitions).
         self._oldest: dict[tuple[str, int], float] = {}
 
-    def _new_consumer(self) -> AIOKafkaConsumer:
+    def _new_consumer(self, *, follow: bool = False) -> AIOKafkaConsumer:
         kafka = self._settings.kafka
         return AIOKafkaConsumer(
             bootstrap_servers=list(kafka.bootstrap_servers),
@@ -79,7 +85,8 @@ class DedupeFollower:
             group_id=None,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
-            fetch_max_wait_ms=100,
+            fetch_min_bytes=_FOLLOW_MIN_BYTES if follow else 1,
+            fetch_max_wait_ms=_FOLLOW_WAIT_MS if follow else 100,
             request_timeout_ms=int(max(kafka.publish_timeout_s, 10.0) * 1000),
             **client_options(kafka.security),
         )
@@ -100,10 +107,20 @@ class DedupeFollower:
             async for batch in _until_caught_up(consumer, partitions):
                 report.state_records += len(batch)
                 report.remembered += self._apply(batch)
-        except BaseException:
+            # Following starts where loading stopped, with a consumer that fetches less often.
+            positions = {tp: await consumer.position(tp) for tp in partitions}
+        finally:
             await consumer.stop()
+        follower = self._new_consumer(follow=True)
+        try:
+            await follower.start()
+            follower.assign(list(positions))
+            for tp, position in positions.items():
+                follower.seek(tp, position)
+        except BaseException:
+            await follower.stop()
             raise
-        self._consumer = consumer
+        self._consumer = follower
         await self._repair_tail(existing, report)
         report.took_s = round(time.monotonic() - started, 3)
         return report
