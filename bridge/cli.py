@@ -64,7 +64,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(settings: Settings, workers: int) -> int:
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, cache_loggers=True)
     log = get_logger("bridge.cli")
     unknown = unknown_variables(os.environ)
     if unknown:
