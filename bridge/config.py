@@ -86,6 +86,17 @@ VARIABLES: Final[dict[str, Variable]] = {
         "Address the HTTP server binds. Use `127.0.0.1` for a sidecar.",
     ),
     "BRIDGE_HTTP_PORT": Variable("8080", "TCP port of the HTTP server."),
+    "BRIDGE_OPS_PORT": Variable(
+        "0",
+        "TCP port of a second, plain-HTTP listener serving only `/healthz`, `/readyz` and `/metrics`, "
+        "on a thread of its own: probes and scrapes are answered promptly even while the event port "
+        "is overloaded, and a sidecar bound to 127.0.0.1 can still be scraped. `0` = off (they are "
+        "served on the event port only; they always are there too).",
+    ),
+    "BRIDGE_OPS_HOST": Variable(
+        "0.0.0.0",  # noqa: S104 - probes and Prometheus reach the pod from outside
+        "Address the `BRIDGE_OPS_PORT` listener binds.",
+    ),
     "BRIDGE_WORKERS": Variable(
         "1",
         "Worker processes sharing the port (SO_REUSEPORT), each with its own producer; metrics "
@@ -374,6 +385,9 @@ class HttpSettings:
 
     host: str = "0.0.0.0"  # noqa: S104 - see VARIABLES["BRIDGE_HTTP_HOST"]
     port: int = 8080
+    #: The probes-and-metrics listener (bridge.ops_server); 0 = off.
+    ops_port: int = 0
+    ops_host: str = "0.0.0.0"  # noqa: S104 - see VARIABLES["BRIDGE_OPS_HOST"]
     max_body_bytes: int = 65536
     max_batch_bytes: int = 4 * 1024 * 1024
     max_batch_events: int = 500
@@ -482,6 +496,8 @@ class Settings:
         http = HttpSettings(
             host=r.get("BRIDGE_HTTP_HOST", _nonempty, "0.0.0.0"),  # noqa: S104
             port=r.get("BRIDGE_HTTP_PORT", _int_range(1, _MAX_PORT), 8080),
+            ops_port=r.get("BRIDGE_OPS_PORT", _int_range(0, _MAX_PORT), 0),
+            ops_host=r.get("BRIDGE_OPS_HOST", _nonempty, "0.0.0.0"),  # noqa: S104
             max_body_bytes=r.get("BRIDGE_MAX_BODY_BYTES", _int_range(1024, 64 * 1024 * 1024), 65536),
             max_batch_bytes=r.get(
                 "BRIDGE_MAX_BATCH_BYTES", _int_range(1024, 256 * 1024 * 1024), 4 * 1024 * 1024
@@ -494,6 +510,8 @@ class Settings:
             tls_cert_file=r.get("BRIDGE_TLS_CERT_FILE", _optional_file, None),
             tls_key_file=r.get("BRIDGE_TLS_KEY_FILE", _optional_file, None),
         )
+        if http.ops_port and http.ops_port == http.port:
+            r.problems.append("BRIDGE_OPS_PORT must differ from BRIDGE_HTTP_PORT (or be 0: off)")
         if (http.tls_cert_file is None) != (http.tls_key_file is None):
             r.problems.append("BRIDGE_TLS_CERT_FILE and BRIDGE_TLS_KEY_FILE must be set together")
         auth = _auth(r)
@@ -560,6 +578,7 @@ class Settings:
             "kafka_max_batch_bytes": k.max_batch_bytes,
             "publish_timeout_s": k.publish_timeout_s,
             "http": f"{self.http.host}:{self.http.port}",
+            "ops": f"{self.http.ops_host}:{self.http.ops_port}" if self.http.ops_port else None,
             "workers": self.http.workers,
             "https": self.http.tls_cert_file is not None,
             "auth": str(self.auth.mode),

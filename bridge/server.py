@@ -20,6 +20,7 @@ from bridge import __version__
 from bridge.app import create_app
 from bridge.config import Settings
 from bridge.logs import get_logger
+from bridge.ops_server import OpsServer
 from bridge.state import BRIDGE, Bridge
 from bridge.workers import WORKER_ENV
 
@@ -47,12 +48,26 @@ async def serve(settings: Settings) -> int:
         ssl_context=_tls(settings),
         reuse_port=WORKER_ENV in os.environ,  # one of several workers on this port
     )
+    ops = None
+    if settings.http.ops_port:
+        ops = OpsServer(
+            bridge, settings.http.ops_host, settings.http.ops_port, reuse_port=WORKER_ENV in os.environ
+        )
     try:
         await site.start()
+        if ops is not None:
+            await ops.start()
     except OSError:
         await runner.cleanup()
         raise
+    try:
+        return await _serve_until_stopped(runner, bridge, settings)
+    finally:
+        if ops is not None:  # last: probes and scrapes are answered until the very end
+            await ops.stop()
 
+
+async def _serve_until_stopped(runner: web.AppRunner, bridge: Bridge, settings: Settings) -> int:
     signals = asyncio.Queue[int]()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -65,6 +80,7 @@ async def serve(settings: Settings) -> int:
         pid=os.getpid(),
         loop=type(asyncio.get_running_loop()).__module__.split(".")[0],
         listening=f"{scheme}://{settings.http.host}:{settings.http.port}",
+        ops=f"http://{settings.http.ops_host}:{settings.http.ops_port}" if settings.http.ops_port else None,
         config=settings.describe(),
     )
     got_signal = asyncio.ensure_future(signals.get())

@@ -43,7 +43,8 @@ MAX_BATCHES_IN_FLIGHT = 4
 BATCH_ACCEPTED = frozenset({"published", "duplicate", "validation", "filtered", "dead_lettered"})
 
 
-def _json(body: object, status: int = 200) -> web.Response:
+def json_response(body: object, status: int = 200) -> web.Response:
+    """A JSON answer rendered with orjson."""
     return web.Response(status=status, body=orjson.dumps(body), content_type="application/json")
 
 
@@ -127,7 +128,7 @@ async def _receive(request: web.Request, bridge: Bridge) -> web.Response:
     fields.update(outcome.as_json())
     if outcome.event_type is not None:
         fields["type"] = outcome.event_type
-    return _json(outcome.as_json())
+    return json_response(outcome.as_json())
 
 
 async def _receive_batch(request: web.Request, bridge: Bridge, fields: dict[str, Any]) -> web.Response:
@@ -178,7 +179,7 @@ async def _batch(bridge: Bridge, body: bytes, fields: dict[str, Any]) -> web.Res
     counts = Counter(str(r["outcome"]) for r in results)
     fields.update(batch=len(items), outcomes=dict(counts))
     if set(counts) <= BATCH_ACCEPTED:
-        return _json(
+        return json_response(
             {"outcome": "accepted", "count": len(items), "outcomes": dict(counts), "results": results}
         )
     if any(r.get("retryable") for r in results):
@@ -199,30 +200,43 @@ async def _batch(bridge: Bridge, body: bytes, fields: dict[str, Any]) -> web.Res
 
 async def openapi_json(request: web.Request) -> web.Response:
     """The OpenAPI 3.1 description of this API."""
-    return _json(openapi.document(request.app[BRIDGE].settings))
+    return json_response(openapi.document(request.app[BRIDGE].settings))
 
 
 async def healthz(_: web.Request) -> web.Response:
     """Liveness: the process answers. Never touches Kafka."""
-    return _json({"status": "ok"})
+    return json_response({"status": "ok"})
 
 
 async def readyz(request: web.Request) -> web.Response:
     """Readiness: 200 when producer started, broker reachable and not draining."""
-    bridge = request.app[BRIDGE]
+    return readiness_response(await ready_problems(request.app[BRIDGE]))
+
+
+async def ready_problems(bridge: Bridge) -> dict[str, str]:
+    """Failing readiness checks (empty when ready); keeps the ready gauge current."""
     problems = await bridge.readiness.problems()
     bridge.metrics.ready.set(0 if problems else 1)
     if not problems and not every_worker_ready():
         # Kubernetes probes one worker; traffic reaches all of them.
         problems["workers"] = "another worker of this bridge is not ready yet"
+    return problems
+
+
+def readiness_response(problems: dict[str, str]) -> web.Response:
+    """``/readyz``'s answer: 200 ready, or 503 naming every failing check."""
     if problems:
-        return _json({"status": "not ready", "failing": problems}, status=503)
-    return _json({"status": "ready"})
+        return json_response({"status": "not ready", "failing": problems}, status=503)
+    return json_response({"status": "ready"})
 
 
 async def metrics(request: web.Request) -> web.Response:
     """Prometheus text exposition of the app's registry."""
-    registry = request.app[BRIDGE].metrics.registry
-    response = web.Response(body=exposition(registry))
+    return metrics_response(request.app[BRIDGE])
+
+
+def metrics_response(bridge: Bridge) -> web.Response:
+    """``/metrics``' answer (prometheus-client's registry is safe to read from any thread)."""
+    response = web.Response(body=exposition(bridge.metrics.registry))
     response.headers["Content-Type"] = CONTENT_TYPE_LATEST
     return response

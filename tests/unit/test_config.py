@@ -536,3 +536,15 @@ def test_readme_defaults_match():
     rows = _readme_rows()
     expected = {name: shown(var.default) for name, var in VARIABLES.items() if name in rows}
     assert {name: rows[name] for name in expected} == expected
+
+
+# --- the ops listener --------------------------------------------------------
+
+
+def test_ops_port_is_off_by_default_and_must_differ_from_the_event_port():
+    assert Settings.from_env(BOOTSTRAP).http.ops_port == 0
+    assert Settings.from_env({**BOOTSTRAP, "BRIDGE_OPS_PORT": "8081"}).describe()["ops"] == "0.0.0.0:8081"
+    assert _problems(BRIDGE_HTTP_PORT="8080", BRIDGE_OPS_PORT="8080") == [
+        "BRIDGE_OPS_PORT must differ from BRIDGE_HTTP_PORT (or be 0: off)"
+    ]
+    assert _only_problem("BRIDGE_OPS_PORT", "70000")
