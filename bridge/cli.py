@@ -1,4 +1,4 @@
-"""Command line: ``altinn-bridge [serve|topics|check-config]``."""
+"""Command line: ``altinn-bridge [serve|topics|check-config|subscription …]``."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import argparse
 import asyncio
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import orjson
 
@@ -37,14 +37,85 @@ def _parser() -> argparse.ArgumentParser:
         "last, needs cleanup.policy=compact,delete and retention.ms above the dedupe window",
     )
     sub.add_parser("check-config", help="validate the configuration and print it as JSON")
+    _add_subscription_parser(sub)
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``altinn-bridge`` console script."""
+def _add_subscription_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    subscription = sub.add_parser(
+        "subscription",
+        help="create, list, show or delete Altinn Events subscriptions (Maskinporten client in "
+        'MASKINPORTEN_* variables, ALTINN_ENVIRONMENT; see README, "Subscribing in Altinn")',
+        description="Manage Altinn Events subscriptions. Results are printed as JSON on stdout, notes on "
+        "stderr. Altinn caches subscriptions: changes take up to an hour to take effect.",
+    )
+    actions = subscription.add_subparsers(dest="action", required=True, metavar="{create,list,show,delete}")
+    dry_run = argparse.ArgumentParser(add_help=False)
+    dry_run.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print the requests (Authorization redacted) without obtaining a token or sending anything",
+    )
+    create = actions.add_parser(
+        "create",
+        parents=[dry_run],
+        help="subscribe an endpoint to a resource's events (one subscription per --type)",
+    )
+    create.add_argument(
+        "--endpoint",
+        required=True,
+        help="absolute https URL Altinn pushes to: https://<host>/api/v1/events/<token>",
+    )
+    create.add_argument("--resource", required=True, help="the resource's URN, urn:altinn:resource:<id>")
+    create.add_argument("--subject", help="only events about this subject (exact, e.g. an organisation URN)")
+    create.add_argument(
+        "--type",
+        action="append",
+        metavar="TYPE",
+        help="one event type (full or short name, e.g. correspondencepublished); repeat for several, one "
+        "subscription each. Without it: one subscription for every type",
+    )
+    create.add_argument(
+        "--include-subunits", action="store_true", help="also the subunits of --subject (needs --subject)"
+    )
+    # Accepted only to explain why they are refused: Altinn answers 400 to both.
+    create.add_argument(
+        "--source-filter", help="refused: Altinn rejects it; set BRIDGE_FILTER_SOURCES instead"
+    )
+    create.add_argument(
+        "--alternative-subject-filter",
+        help="refused: Altinn rejects it; set BRIDGE_FILTER_ALTERNATIVESUBJECTS instead",
+    )
+    actions.add_parser(
+        "list", parents=[dry_run], help="every subscription of this client, unvalidated included"
+    )
+    for name, what in (
+        ("show", "one subscription, with its validation status"),
+        ("delete", "delete a subscription"),
+    ):
+        action = actions.add_parser(name, parents=[dry_run], help=what)
+        action.add_argument("id", type=_subscription_id, help="the subscription's id (a number)")
+
+
+def _subscription_id(raw: str) -> str:
+    # A number, as Altinn's ids are: anything else would end up in the request's path.
+    if not raw.isdigit():
+        raise argparse.ArgumentTypeError(f"{raw!r} is not a subscription id (a number, as `list` shows)")
+    return raw
+
+
+def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:
+    """Entry point of the ``altinn-bridge`` console script; ``env`` defaults to ``os.environ``."""
     args = _parser().parse_args(argv)
+    env = os.environ if env is None else env
+    if args.command == "subscription":
+        # Imported here to keep the server's commands free of the Altinn client (and it of Kafka
+        # settings: subscribing needs no KAFKA_* or BRIDGE_* variable).
+        from bridge.altinn.commands import run  # noqa: PLC0415
+
+        return run(args, env, out=sys.stdout, err=sys.stderr)
     try:
-        settings = Settings.from_env(os.environ)
+        settings = Settings.from_env(env)
     except ConfigError as exc:
         print(f"altinn-bridge: {exc}", file=sys.stderr)  # noqa: T201 - before logging exists
         return 2
