@@ -232,7 +232,7 @@ class DedupeFollower:
             return False
         seen = Seen(at, record.topic, record.partition, record.offset)
         self._pipeline.remember(key, seen)
-        await self._pipeline.record_state(key, seen, event_id.decode(errors="replace"))
+        self._pipeline.record_state(key, seen, event_id.decode(errors="replace"))
         return True
 
 

@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Coroutine, Iterable
+from collections.abc import Awaitable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
 import orjson
 
@@ -80,8 +79,8 @@ class Pipeline:
         self._max_in_flight = settings.http.max_in_flight
         self._publish_timeout_s = settings.kafka.publish_timeout_s
         self.publishing = 0
-        #: State-record writes started by callbacks; kept so they are not garbage-collected.
-        self._background: set[asyncio.Future[None]] = set()
+        #: State-record writes not yet acknowledged (awaited, bounded, before the producer stops).
+        self._background: set[asyncio.Future[Delivery]] = set()
         #: None when dedupe is off; otherwise the window, also fed by the state follower.
         self.dedupe = (
             None
@@ -207,13 +206,8 @@ class Pipeline:
         # Not awaited: the answer needs only the event's acknowledgement. Should the bridge die
         # before the state record is written, the next start finds the event by reading the
         # offsets no state record covers (bridge.dedupe_store).
-        self._in_background(self.record_state(key, seen, event.id))
+        self.record_state(key, seen, event.id)
         return Outcome("published", event_id=event.id, event_type=event.type, delivery=delivery)
-
-    def _in_background(self, work: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.ensure_future(work)
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
 
     async def settle_background(self, timeout_s: float) -> int:
         """Wait (at most ``timeout_s``) for state-record writes still running; how many were cut short."""
@@ -257,26 +251,34 @@ class Pipeline:
             _log.info(
                 "late acknowledgement; a retry will be a duplicate", event_id=event_id, topic=seen.topic
             )
-            self._in_background(self.record_state(key, seen, event_id))
+            self.record_state(key, seen, event_id)
 
         late.add_done_callback(settle)
 
-    async def record_state(self, key: bytes, seen: Seen, event_id: str) -> None:
+    def record_state(self, key: bytes, seen: Seen, event_id: str) -> None:
         """Write the committed key to the state topic, for restarts and other replicas.
 
-        Runs in the background after the event's acknowledgement; a failure is
-        logged and counted. This process still knows the key, and a restart finds
-        the event again among the offsets no state record covers (see
-        :mod:`bridge.dedupe_store`).
+        Not awaited: the record joins its partition's batch and the outcome is
+        handled by a callback (no task per event). A failure is logged and
+        counted. This process still knows the key, and a restart finds the event
+        again among the offsets no state record covers (see :mod:`bridge.dedupe_store`).
         """
-        topic = self._state_topic
-        if topic is None:
+        if self._state_topic is None:
             return
-        try:
-            await self._publisher.publish(topic, key.hex().encode(), seen.encode(event_id), [])
-        except PublishError as exc:
-            self._metrics.dedupe_state_errors.labels("write").inc()
-            _log.warning("dedupe state not written", error=exc.detail, topic=topic)
+        written = self._publisher.submit(self._state_topic, key.hex().encode(), seen.encode(event_id), [])
+        self._background.add(written)
+        written.add_done_callback(self._state_written)
+
+    def _state_written(self, written: asyncio.Future[Delivery]) -> None:
+        self._background.discard(written)
+        if written.cancelled():
+            return
+        exc = written.exception()
+        if exc is None:
+            return
+        self._metrics.dedupe_state_errors.labels("write").inc()
+        detail = exc.detail if isinstance(exc, PublishError) else f"{type(exc).__name__}: {exc}"
+        _log.warning("dedupe state not written", error=detail, topic=self._state_topic)
 
     def remember(self, key: bytes, seen: Seen) -> None:
         """A key published elsewhere (another replica, an earlier run)."""

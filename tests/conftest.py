@@ -130,6 +130,11 @@ class FakePublisher:
         self.records.append(Record(topic, key, value, list(headers)))
         return Delivery(topic, 0, len(partition_offsets))
 
+    def submit(
+        self, topic: str, key: bytes | None, value: bytes, headers: Headers
+    ) -> asyncio.Future[Delivery]:
+        return asyncio.ensure_future(self.publish(topic, key, value, headers))
+
     async def check(self, timeout_s: float) -> None:  # noqa: ARG002 - same signature as the real one
         self.checks += 1
         if not self.reachable:
