@@ -127,6 +127,9 @@ def test_custom_resources_validate_against_the_prometheus_operator_crds(tmp_path
     node_tools_ready()
     resources = [r for target in TARGETS for r in _resources(target) if r["kind"] in CUSTOM_KINDS]
     assert len(resources) == 2 * len(TARGETS)
+    examples = [r for example in EXAMPLES for r in _example(example) if r["kind"] in CUSTOM_KINDS]
+    assert [r["kind"] for r in examples] == ["PodMonitor"], "the sidecar's PodMonitor"
+    resources += examples
     path = tmp_path / "resources.json"
     path.write_text(json.dumps(resources))
     out = run(tool("node"), str(NODE_TOOLS / "validate-crds.mjs"), str(path), cwd=NODE_TOOLS)
@@ -179,6 +182,35 @@ def _http_get_paths(container: dict[str, Any]) -> dict[str, str]:
     }
 
 
+def _named_ports(container: dict[str, Any]) -> dict[str, int]:
+    """The container's ports by name (TCP only, every one named)."""
+    ports = container["ports"]
+    assert all(p.get("protocol", "TCP") == "TCP" for p in ports)
+    named = {p["name"]: p["containerPort"] for p in ports}
+    assert len(named) == len(ports), "every port named, no name twice"
+    return named
+
+
+def _check_probes_on_the_ops_port(container: dict[str, Any], settings: Settings) -> None:
+    """Every probe is an httpGet on the port the ops listener (BRIDGE_OPS_PORT) binds."""
+    paths = _http_get_paths(container)
+    assert paths == {"startupProbe": "/healthz", "livenessProbe": "/healthz", "readinessProbe": "/readyz"}
+    assert set(paths.values()) <= _routes()
+    assert settings.http.ops_port != 0, "BRIDGE_OPS_PORT is set"
+    assert settings.http.ops_host == "0.0.0.0", "the kubelet reaches the ops port from outside the pod"
+    ports = _named_ports(container)
+    for probe in paths:
+        port = container[probe]["httpGet"]["port"]
+        assert ports.get(port, port) == settings.http.ops_port, f"{probe} is not on BRIDGE_OPS_PORT"
+
+
+def _bridge(resources: list[dict[str, Any]]) -> tuple[dict[str, Any], Settings]:
+    """The Deployment's bridge container and the settings its environment gives."""
+    config_maps = {r["metadata"]["name"]: r["data"] for r in resources if r["kind"] == "ConfigMap"}
+    [container] = _one(resources, "Deployment")["spec"]["template"]["spec"]["containers"]
+    return container, _settings(_container_env(container, config_maps))
+
+
 @pytest.mark.parametrize("target", TARGETS)
 def test_deployment_matches_the_code(target: str) -> None:
     resources = _resources(target)
@@ -196,16 +228,12 @@ def test_deployment_matches_the_code(target: str) -> None:
     if target != "base":
         assert settings.filters.sources == (SOURCE_PRESETS[ENVIRONMENTS[target]["BRIDGE_FILTER_SOURCES"]],)
 
-    # Probes: liveness never touches Kafka, readiness does; both are routes the app serves.
-    paths = _http_get_paths(container)
-    assert paths == {"startupProbe": "/healthz", "livenessProbe": "/healthz", "readinessProbe": "/readyz"}
-    assert set(paths.values()) <= _routes()
-    for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
-        assert container[probe]["httpGet"]["port"] == "http"
+    # Probes: liveness never touches Kafka, readiness does; both are routes the app serves, on
+    # the ops listener (its own thread: not queued behind event connections).
+    _check_probes_on_the_ops_port(container, settings)
 
-    # The named port is the port the bridge listens on.
-    [port] = container["ports"]
-    assert (port["name"], port["containerPort"]) == ("http", settings.http.port)
+    # The named ports are the ports the bridge listens on: events, and probes and metrics.
+    assert _named_ports(container) == {"http": settings.http.port, "ops": settings.http.ops_port}
     assert settings.http.host == "0.0.0.0"
 
     # Shutdown: drain < grace < the pod's termination grace period.
@@ -236,15 +264,21 @@ def test_service_monitor_and_policies_point_at_the_bridge(target: str) -> None:
     selector = deployment["spec"]["selector"]["matchLabels"]
     assert selector.items() <= pod_labels.items()
 
+    container, settings = _bridge(resources)
+    container_ports = _named_ports(container)
+
     service = _one(resources, "Service")
     assert service["spec"]["selector"].items() <= pod_labels.items()
-    [service_port] = service["spec"]["ports"]
-    assert (service_port["name"], service_port["targetPort"]) == ("http", "http")
+    # Service port name -> the container port number it sends to.
+    service_ports = {p["name"]: container_ports[p["targetPort"]] for p in service["spec"]["ports"]}
+    assert service_ports == {"http": settings.http.port, "ops": settings.http.ops_port}
 
+    # Prometheus scrapes /metrics on the ops listener.
     monitor = _one(resources, "ServiceMonitor")
     assert monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
     [endpoint] = monitor["spec"]["endpoints"]
-    assert (endpoint["port"], endpoint["path"]) == ("http", "/metrics")
+    assert endpoint["path"] == "/metrics"
+    assert service_ports[endpoint["port"]] == settings.http.ops_port, "not scraping BRIDGE_OPS_PORT"
     assert "/metrics" in _routes()
     # The job label the rules and the dashboard select on.
     assert service["metadata"]["labels"][monitor["spec"]["jobLabel"]] == "altinn-kafka-bridge"
@@ -253,37 +287,56 @@ def test_service_monitor_and_policies_point_at_the_bridge(target: str) -> None:
         resource = _one(resources, kind)
         labels = resource["spec"].get("selector", resource["spec"].get("podSelector"))["matchLabels"]
         assert labels.items() <= pod_labels.items(), kind
+    # Ingress: events from the ingress controller to the event port, scrapes from Prometheus to
+    # the ops port the ServiceMonitor uses; nothing else (the kubelet's probes are not filtered).
     policy = _one(resources, "NetworkPolicy")
-    assert [p["port"] for rule in policy["spec"]["ingress"] for p in rule["ports"]] == ["http"]
+    allowed = {
+        (
+            source["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"],
+            container_ports[p["port"]],
+        )
+        for rule in policy["spec"]["ingress"]
+        for source in rule["from"]
+        for p in rule["ports"]
+    }
+    assert allowed == {
+        ("ingress-nginx", settings.http.port),
+        ("monitoring", service_ports[endpoint["port"]]),
+    }
     hpa = _one(resources, "HorizontalPodAutoscaler")
     assert hpa["spec"]["scaleTargetRef"]["name"] == deployment["metadata"]["name"]
 
 
-def test_sidecar_example_listens_on_localhost_and_probes_from_inside() -> None:
-    [deployment] = _example(KUSTOMIZE / "examples" / "sidecar.yaml")
+def test_sidecar_example_listens_on_localhost_and_is_probed_and_scraped_on_the_ops_port() -> None:
+    deployment, monitor = _example(KUSTOMIZE / "examples" / "sidecar.yaml")
+    assert (deployment["kind"], monitor["kind"]) == ("Deployment", "PodMonitor")
     pod = deployment["spec"]["template"]["spec"]
     [bridge] = pod["initContainers"]
     assert bridge["restartPolicy"] == "Always", "a native sidecar"
     env = _container_env(bridge, {})
     assert set(env) <= set(VARIABLES)
     settings = _settings(env)
+    # Events only from inside the pod; probes and scrapes from outside, on the ops listener.
     assert settings.http.host == "127.0.0.1"
+    assert _named_ports(bridge) == {"ops": settings.http.ops_port}
+    _check_probes_on_the_ops_port(bridge, settings)
     assert settings.shutdown.drain_s < settings.shutdown.grace_s < pod["terminationGracePeriodSeconds"]
-    routes = _routes()
-    for probe, path in (
-        ("startupProbe", "/healthz"),
-        ("livenessProbe", "/healthz"),
-        ("readinessProbe", "/readyz"),
-    ):
-        command = " ".join(bridge[probe]["exec"]["command"])
-        assert f"http://127.0.0.1:{settings.http.port}{path}" in command, probe
-        assert path in routes
     [app] = pod["containers"]
     assert {
         "name": "ALTINN_BRIDGE_URL",
         "value": f"http://127.0.0.1:{settings.http.port}{EVENTS_PATH}",
     } in app["env"]
     assert bridge["securityContext"]["readOnlyRootFilesystem"] is True
+
+    # The PodMonitor scrapes the sidecar's ops port of these pods, as the job the rules select on.
+    labels = deployment["spec"]["template"]["metadata"]["labels"]
+    assert monitor["spec"]["selector"]["matchLabels"].items() <= labels.items()
+    [endpoint] = monitor["spec"]["podMetricsEndpoints"]
+    assert endpoint["path"] == "/metrics"
+    assert _named_ports(bridge)[endpoint["port"]] == settings.http.ops_port
+    assert {"action": "replace", "targetLabel": "job", "replacement": "altinn-kafka-bridge"} in endpoint[
+        "relabelings"
+    ]
 
 
 def test_ingress_example_exposes_only_the_event_endpoint() -> None:

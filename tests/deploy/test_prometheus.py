@@ -1,8 +1,9 @@
 """A real Prometheus scrapes running bridges; every dashboard query and every rule must work.
 
 Two bridges: one on the session broker (publishes, duplicates, dead letters, auth failures), one
-pointed at a closed port (503s, producer errors, not ready). Prometheus (Debian's package) runs on
-127.0.0.1 with a temporary data directory, scrapes both every second and evaluates the alert
+pointed at a closed port (503s, producer errors, not ready). Both run their ops listener
+(BRIDGE_OPS_PORT), as the Kubernetes manifests do. Prometheus (Debian's package) runs on 127.0.0.1
+with a temporary data directory, scrapes the ops port of both every second and evaluates the alert
 rules; after the traffic, every panel query of the Grafana dashboard is evaluated through its
 HTTP API and must answer without error and with at least one series.
 """
@@ -144,6 +145,12 @@ def prometheus_factory(tmp_path: Path) -> Iterator[Any]:
         prometheus.stop()
 
 
+def _ops_env(address: str) -> dict[str, str]:
+    """The variables that start the ops listener (probes and /metrics) on ``host:port``."""
+    host, _, port = address.rpartition(":")
+    return {"BRIDGE_OPS_HOST": host, "BRIDGE_OPS_PORT": port}
+
+
 async def _query(http: aiohttp.ClientSession, prometheus: Prometheus, expr: str) -> dict[str, Any]:
     async with http.get(prometheus.url + "/api/v1/query", params={"query": expr}) as response:
         body = await response.json()
@@ -176,18 +183,27 @@ async def _traffic(http: aiohttp.ClientSession, good: str, broken: str | None) -
 async def test_every_dashboard_query_returns_series_from_a_real_prometheus(
     kafka_bootstrap, start_bridge, http, prometheus_factory
 ) -> None:
-    good = start_bridge(kafka_bootstrap, BRIDGE_AUTH="token", BRIDGE_AUTH_TOKENS=TOKEN)
-    broken = start_bridge(f"127.0.0.1:{free_port()}", BRIDGE_DEDUPE="memory", BRIDGE_PUBLISH_TIMEOUT_S="0.5")
-    prometheus = prometheus_factory([good.url.removeprefix("http://"), broken.url.removeprefix("http://")])
-    await wait_for_status(http, good.url + "/readyz", 200)
-    await wait_for_status(http, broken.url + "/healthz", 200)
+    good_ops, broken_ops = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
+    good = start_bridge(kafka_bootstrap, BRIDGE_AUTH="token", BRIDGE_AUTH_TOKENS=TOKEN, **_ops_env(good_ops))
+    broken = start_bridge(
+        f"127.0.0.1:{free_port()}",
+        BRIDGE_DEDUPE="memory",
+        BRIDGE_PUBLISH_TIMEOUT_S="0.5",
+        **_ops_env(broken_ops),
+    )
+    # Prometheus scrapes the ops listeners, as the ServiceMonitor does.
+    prometheus = prometheus_factory([good_ops, broken_ops])
+    await wait_for_status(http, f"http://{good_ops}/readyz", 200)
+    await wait_for_status(http, f"http://{broken_ops}/healthz", 200)
     await wait_for_status(http, prometheus.url + "/-/ready", 200, timeout_s=30)
     await _wait_until(http, prometheus, f'count(up{{job="{JOB}"}} == 1) == 2', "both bridges scraped")
+    up = await _query(http, prometheus, f'up{{job="{JOB}"}}')
+    assert {r["metric"]["instance"] for r in up["result"]} == {good_ops, broken_ops}
 
     await _traffic(http, good.url, broken.url)
-    # The readiness gauge is set by /readyz; the kubelet would call it.
-    for bridge in (good, broken):
-        async with http.get(bridge.url + "/readyz") as response:
+    # The readiness gauge is set by /readyz; the kubelet would call it, on the ops port.
+    for address in (good_ops, broken_ops):
+        async with http.get(f"http://{address}/readyz") as response:
             await response.read()
 
     queries = dashboard_queries()
@@ -201,7 +217,10 @@ async def test_every_dashboard_query_returns_series_from_a_real_prometheus(
 
     # Readiness per pod shows one ready and one not.
     ready = await _query(http, prometheus, f'altinn_bridge_ready{{job="{JOB}"}}')
-    assert sorted(float(r["value"][1]) for r in ready["result"]) == [0.0, 1.0]
+    assert {r["metric"]["instance"]: float(r["value"][1]) for r in ready["result"]} == {
+        good_ops: 1.0,
+        broken_ops: 0.0,
+    }
     # The template variables' metric is there.
     assert (await _query(http, prometheus, "altinn_bridge_build_info"))["result"]
 
@@ -226,12 +245,15 @@ async def _wait_until(http: aiohttp.ClientSession, prometheus: Prometheus, expr:
 
 
 async def test_promtool_check_metrics_accepts_a_live_bridge(kafka_bootstrap, start_bridge, http) -> None:
-    bridge = start_bridge(kafka_bootstrap, BRIDGE_AUTH="token", BRIDGE_AUTH_TOKENS=TOKEN)
+    ops = f"127.0.0.1:{free_port()}"
+    bridge = start_bridge(kafka_bootstrap, BRIDGE_AUTH="token", BRIDGE_AUTH_TOKENS=TOKEN, **_ops_env(ops))
     await wait_for_status(http, bridge.url + "/readyz", 200)
     await _traffic(http, bridge.url, None)
-    async with http.get(bridge.url + "/metrics") as response:
-        exposition = await response.read()
-    assert b"altinn_bridge_events_total" in exposition
-    out = run(tool("promtool"), "check", "metrics", stdin=exposition)
-    assert out == ""
+    # Both listeners serve a valid exposition (the same registry).
+    for url in (bridge.url, f"http://{ops}"):
+        async with http.get(url + "/metrics") as response:
+            exposition = await response.read()
+        assert b"altinn_bridge_events_total" in exposition, url
+        out = run(tool("promtool"), "check", "metrics", stdin=exposition)
+        assert out == "", url
     assert bridge.terminate() == 0
