@@ -327,24 +327,34 @@ class Measurements:
             )
             rss_before = run.server.tree.rss_mib()
             counts = run.server.counts()
-            log_path = self.servers.log_dir / "overload-healthz-client.log"
-            log_path.unlink(missing_ok=True)
-            healthz = self.procs.spawn(
-                "healthz-client",
-                [
-                    sys.executable,
-                    "-m",
-                    "bench.openloop",
-                    run.server.base_url + "/healthz",
-                    f"--rate={plan.healthz_rate:g}",
-                    f"--duration={plan.overload_s:g}",
-                    f"--connections={HEALTHZ_CONNECTIONS}",
-                ],
-                log_path=log_path,
-                cpus=run.load_cpus,
-                # It shares a core with wrk's 1536 connections; it measures the bridge, not that.
-                priority=HEALTHZ_CLIENT_NICE,
-            )
+            # /healthz on the event port, and on the ops listener (BRIDGE_OPS_PORT) where probes go
+            # as deployed; the target is judged where the probes go.
+            watched = {"event_port": run.server.base_url}
+            if run.server.ops_url is not None:
+                watched["ops_port"] = run.server.ops_url
+            clients = {}
+            for where, base in watched.items():
+                log_path = self.servers.log_dir / f"overload-healthz-{where}-client.log"
+                log_path.unlink(missing_ok=True)
+                clients[where] = (
+                    log_path,
+                    self.procs.spawn(
+                        f"healthz-{where}-client",
+                        [
+                            sys.executable,
+                            "-m",
+                            "bench.openloop",
+                            base + "/healthz",
+                            f"--rate={plan.healthz_rate:g}",
+                            f"--duration={plan.overload_s:g}",
+                            f"--connections={HEALTHZ_CONNECTIONS}",
+                        ],
+                        log_path=log_path,
+                        cpus=run.load_cpus,
+                        # It shares a core with wrk's 1536 connections; it measures the bridge, not that.
+                        priority=HEALTHZ_CLIENT_NICE,
+                    ),
+                )
             before = run.cpu()
             load = run_wrk(
                 self.wrk,
@@ -359,10 +369,12 @@ class Measurements:
             )
             usage = run.cpu().since(before, load.cpu_s)
             rss.append(run.server.tree.rss_mib())
-            healthz.process.wait(plan.overload_s + 30)
+            for _, client in clients.values():
+                client.process.wait(plan.overload_s + 30)
             counted = _delta(run.server.counts(), counts)
             peak = run.server.tree.peak_rss_mib()
-        health = _marker_result(log_path)
+        healths = {where: _marker_result(log_path) for where, (log_path, _) in clients.items()}
+        health = healths.get("ops_port", healths["event_port"])
         third = max(1, len(rss) // 3)
         published = counted.get("events.published", 0)
         per_entry = dedupe_bytes_per_entry()
@@ -387,6 +399,8 @@ class Measurements:
             "peak_rss_mib": round(peak, 1),
             "dedupe_growth_mib": round(published * per_entry / 2**20, 1),
             "healthz": health,
+            "healthz_where": "ops_port" if "ops_port" in healths else "event_port",
+            "healthz_by_port": healths,
         }
 
     # --- profiles -----------------------------------------------------------

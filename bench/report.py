@@ -238,6 +238,14 @@ def _overload_targets(o: dict[str, Any] | None) -> list[Target]:
             f"client sent late by p99 {health.get('late_p99_ms', 0):.1f} ms"
         )
         health_met: bool | None = p99 < HEALTHZ_P99_MS and health["non_2xx"] == 0 and health["errors"] == 0
+        by_port = o.get("healthz_by_port") or {}
+        if o.get("healthz_where") == "ops_port" and "p99_ms" in by_port.get("event_port", {}):
+            event_port = by_port["event_port"]
+            health_detail = (
+                f"on the ops listener (BRIDGE_OPS_PORT, where the probes go): {health_detail}; "
+                f"on the event port: p99 {float(event_port['p99_ms']):.1f} ms, "
+                f"p50 {float(event_port['p50_ms']):.1f} ms"
+            )
     else:
         health_detail, health_met = str(health.get("status")), None
     return [

@@ -84,11 +84,18 @@ class Server:
     port: int
     tree: Tree
     token: str
+    #: The bridge's probes-and-metrics listener (BRIDGE_OPS_PORT), when it has one.
+    ops_port: int | None = None
 
     @property
     def base_url(self) -> str:
         """``http://127.0.0.1:PORT``."""
         return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ops_url(self) -> str | None:
+        """``http://127.0.0.1:OPS_PORT``, or None without an ops listener."""
+        return None if self.ops_port is None else f"http://127.0.0.1:{self.ops_port}"
 
     @property
     def events_url(self) -> str:
@@ -229,8 +236,14 @@ class Servers:
         self, name: str, kind: str, workers: int, broker: Broker | None, cpus: set[int] | None
     ) -> Server:
         port = free_port()
+        ops_port = None
         env = {k: v for k, v in os.environ.items() if not k.startswith(("BRIDGE_", "KAFKA_", "PROMETHEUS_"))}
         if kind == "bridge":
+            # As deployed (deploy/kubernetes): probes and scrapes on their own listener.
+            if "BRIDGE_OPS_PORT" in VARIABLES:
+                ops_port = free_port()
+                env["BRIDGE_OPS_PORT"] = str(ops_port)
+                env["BRIDGE_OPS_HOST"] = "127.0.0.1"
             if workers > 1 and not bridge_knows_workers():
                 raise NotAvailableError("this bridge has no BRIDGE_WORKERS setting yet")
             assert broker is not None  # noqa: S101 - the scenario starts one for the bridge
@@ -254,7 +267,7 @@ class Servers:
         log_path = self.log_dir / f"{name}-{kind}.log"
         log_path.unlink(missing_ok=True)
         tree = self._procs.spawn(name, command, log_path=log_path, env=env, cpus=cpus)
-        server = Server(kind, workers, port, tree, self.token)
+        server = Server(kind, workers, port, tree, self.token, ops_port)
         try:
             self._wait_ready(server)
         except BaseException:

@@ -17,6 +17,7 @@ thread-safe).
 from __future__ import annotations
 
 import asyncio
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -34,6 +35,11 @@ HEARTBEAT_S = 1.0
 STALL_S = 10.0
 #: Bound on starting and stopping the listener's thread, in seconds.
 THREAD_TIMEOUT_S = 10.0
+#: How long a thread waiting for the GIL lets the running one go on (Python's default: 5 ms).
+#: A probe needs the GIL a few times (accept, read, answer), each a wait of up to this under
+#: load. Only a thread that asks for the GIL shortens the main loop's turn, and the ops thread
+#: asks only when a request comes in, so the main loop loses next to nothing.
+GIL_SWITCH_INTERVAL_S = 0.001
 
 _log = get_logger("bridge.ops")
 
@@ -69,6 +75,7 @@ class OpsServer:
     async def start(self) -> None:
         """Listen; raises ``OSError`` (as the event port does) when the port cannot be bound."""
         self._main = asyncio.get_running_loop()
+        sys.setswitchinterval(min(sys.getswitchinterval(), GIL_SWITCH_INTERVAL_S))
         self._heartbeat = asyncio.create_task(self._beat(), name="ops-heartbeat")
         self._thread = threading.Thread(target=self._run, name="ops-http", daemon=True)
         self._thread.start()
