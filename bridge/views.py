@@ -151,6 +151,14 @@ async def _read_body(request: web.Request, limit: int, setting: str, timeout_s: 
     length = request.content_length
     if length is not None and length > limit:
         raise PayloadTooLarge(f"{too_large}: Content-Length is {length}")
+    content = request.content
+    if content.is_eof():
+        # The whole body came with the headers (an event is ~0.5 KiB): take it without a timer
+        # and a read loop, which cost ~7 µs per request (docs/performance.md).
+        buffered = content.read_nowait()
+        if len(buffered) > limit:
+            raise PayloadTooLarge(too_large)
+        return buffered
     body = bytearray()
     try:
         async with asyncio.timeout(timeout_s):
