@@ -106,7 +106,7 @@ class DedupeFollower:
                 consumer.seek(tp, start)
             async for batch in _until_caught_up(consumer, partitions):
                 report.state_records += len(batch)
-                report.remembered += self._apply(batch)
+                report.remembered += self._apply(batch, loading=True)
             # Following starts where loading stopped, with a consumer that fetches less often.
             positions = {tp: await consumer.position(tp) for tp in partitions}
         finally:
@@ -147,7 +147,7 @@ class DedupeFollower:
                 await asyncio.sleep(1.0)
                 continue
             for records in batches.values():
-                self._apply(records)
+                self._apply(records, loading=False)
 
     async def stop(self) -> None:
         """Close the consumer."""
@@ -155,8 +155,13 @@ class DedupeFollower:
             await self._consumer.stop()
             self._consumer = None
 
-    def _apply(self, records: Iterable[ConsumerRecord]) -> int:
-        """Remember state records; the number that were within the window."""
+    def _apply(self, records: Iterable[ConsumerRecord], *, loading: bool) -> int:
+        """Remember state records; the number that were within the window.
+
+        While ``loading``, also note which event offsets they cover, for the crash-gap
+        repair; never while following, where that list would grow for as long as the
+        bridge runs (it did: ~36 bytes per event, found by the soak).
+        """
         remembered = 0
         horizon = time.time() - self._settings.dedupe.window_s
         for record in records:
@@ -169,9 +174,10 @@ class DedupeFollower:
                 self._metrics.dedupe_state_errors.labels("read").inc()
                 _log.warning("unreadable dedupe state record skipped", offset=record.offset, error=str(exc))
                 continue
-            place = (seen.topic, seen.partition)
-            self._recorded.setdefault(place, []).append(seen.offset)
-            self._oldest[place] = min(self._oldest.get(place, seen.at), seen.at)
+            if loading:
+                place = (seen.topic, seen.partition)
+                self._recorded.setdefault(place, []).append(seen.offset)
+                self._oldest[place] = min(self._oldest.get(place, seen.at), seen.at)
             if seen.at >= horizon:
                 self._pipeline.remember(key, seen)
                 remembered += 1
