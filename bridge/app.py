@@ -29,6 +29,8 @@ EVENTS_PATH = openapi.EVENTS_PATH
 CONNECT_BACKOFF_S = (0.5, 1.0, 2.0, 5.0)
 #: Bound on flushing and closing the producer when the app stops, in seconds.
 PRODUCER_STOP_TIMEOUT_S = 10.0
+#: How often the reconciler checks whether the producer and the dedupe window are ready, in seconds.
+RECONCILE_START_POLL_S = 0.2
 
 _log = get_logger("bridge.app")
 
@@ -76,6 +78,9 @@ def create_app(
     app.cleanup_ctx.append(_producer_ctx)
     if WORKER_ENV in os.environ:
         app.cleanup_ctx.append(_readiness_ctx)
+    if settings.reconcile.enabled:
+        # After the producer's context, so it is stopped first and the producer flushes last.
+        app.cleanup_ctx.append(_reconcile_ctx)
     return app
 
 
@@ -127,6 +132,37 @@ async def _readiness_ctx(app: web.Application) -> AsyncIterator[None]:
     yield
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
+
+
+async def _reconcile_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Continuous reconciling (BRIDGE_RECONCILE=on) in the background; stopped before the producer."""
+    task = asyncio.create_task(_reconcile(app[BRIDGE]), name="reconciler")
+    yield
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+
+
+async def _reconcile(bridge: Bridge) -> None:
+    """Once events can be published and deduped, reconcile until cancelled.
+
+    Altinn, Kafka and cursor trouble is retried inside (counted, never fatal). What
+    escapes is a defect: the bridge stops (exit 1) rather than keep running
+    without the repair it was configured to do; a restarted pod, or another
+    replica taking over the group, carries on from the stored cursor.
+    """
+    # Imported here: a bridge that does not reconcile never loads the Altinn client.
+    from bridge.reconcile_runner import run_continuously  # noqa: PLC0415
+
+    # Two flags other tasks set (and the follower may clear); a poll keeps them where they are.
+    while not (bridge.readiness.producer_started and bridge.pipeline.dedupe_ready):  # noqa: ASYNC110
+        await asyncio.sleep(RECONCILE_START_POLL_S)
+    try:
+        await run_continuously(bridge.settings, bridge.pipeline, bridge.publisher, bridge.metrics)
+    except asyncio.CancelledError:
+        raise
+    except Exception:  # noqa: BLE001 - whatever killed it, the bridge must stop
+        _log.exception("reconciler died; stopping the bridge")
+    bridge.fail("reconciler stopped")
 
 
 async def _connect(bridge: Bridge) -> None:

@@ -1,4 +1,4 @@
-"""Command line: ``altinn-bridge [serve|topics|check-config|subscription …]``."""
+"""Command line: ``altinn-bridge [serve|topics|check-config|subscription …|reconcile …]``."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping, Sequence
 import orjson
 
 from bridge import __version__
-from bridge.config import ConfigError, Settings, unknown_variables
+from bridge.config import ConfigError, LogLevel, Settings, unknown_variables
 from bridge.logs import configure_logging, get_logger
 from bridge.routing import topics_to_provision
 
@@ -38,7 +38,56 @@ def _parser() -> argparse.ArgumentParser:
     )
     sub.add_parser("check-config", help="validate the configuration and print it as JSON")
     _add_subscription_parser(sub)
+    _add_reconcile_parser(sub)
     return parser
+
+
+def _add_reconcile_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    reconcile = sub.add_parser(
+        "reconcile",
+        help="pull a resource's events from Altinn once and publish those no push delivered "
+        '(KAFKA_*/BRIDGE_* and MASKINPORTEN_*/ALTINN_* variables; see README, "Reconciling")',
+        description="Read Altinn's pull API from the stored cursor (or --after / --from-start) until caught "
+        "up, through the same validation, filters, dedupe and publishing as a push, storing the cursor as it "
+        "goes. Progress on stderr, a JSON summary on stdout. Exits 1 if another process holds the cursor.",
+    )
+    reconcile.add_argument(
+        "--resource",
+        type=_resource,
+        help="the resource's URN, urn:altinn:resource:<id> (default: BRIDGE_RECONCILE_RESOURCE)",
+    )
+    start = reconcile.add_mutually_exclusive_group()
+    start.add_argument("--after", metavar="ID", help="start after this event id instead of the stored cursor")
+    start.add_argument(
+        "--from-start", action="store_true", help="start from Altinn's oldest event (kept 90 days)"
+    )
+    reconcile.add_argument(
+        "--size",
+        type=_page_size,
+        default=None,
+        metavar="N",
+        help="events per page, 1-1000 (default: BRIDGE_RECONCILE_PAGE_SIZE)",
+    )
+    reconcile.add_argument(
+        "--max-age-s",
+        type=float,
+        default=None,
+        metavar="S",
+        help="skip events older than S seconds (default: the dedupe window, which cannot tell older pushed "
+        "events apart); 0: publish whatever age (back-fill; older pushed events are published again)",
+    )
+
+
+def _resource(raw: str) -> str:
+    if not raw.startswith("urn:altinn:resource:") or raw == "urn:altinn:resource:":
+        raise argparse.ArgumentTypeError(f"{raw!r} is not a resource URN (urn:altinn:resource:<id>)")
+    return raw
+
+
+def _page_size(raw: str) -> int:
+    if not raw.isdigit() or not 1 <= int(raw) <= 1000:  # noqa: PLR2004 - Altinn's largest page
+        raise argparse.ArgumentTypeError("a number from 1 to 1000")
+    return int(raw)
 
 
 def _add_subscription_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -104,7 +153,7 @@ def _subscription_id(raw: str) -> str:
     return raw
 
 
-def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:  # noqa: PLR0911 - one exit per command
     """Entry point of the ``altinn-bridge`` console script; ``env`` defaults to ``os.environ``."""
     args = _parser().parse_args(argv)
     env = os.environ if env is None else env
@@ -126,6 +175,8 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     if command == "check-config":
         print(orjson.dumps(settings.describe(), option=orjson.OPT_INDENT_2).decode())  # noqa: T201
         return 0
+    if command == "reconcile":
+        return _reconcile(settings, args, env)
 
     workers = getattr(args, "workers", None) or settings.http.workers
     if workers < 1:
@@ -151,6 +202,39 @@ def _run(settings: Settings, workers: int) -> int:
     except OSError as exc:
         log.exception("cannot listen", error=str(exc))
         return 1
+
+
+def _reconcile(settings: Settings, args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    # Imported here, like the subscription commands: only this command needs the Altinn client.
+    from bridge.altinn.settings import AltinnSettings  # noqa: PLC0415
+    from bridge.reconcile_runner import run_once  # noqa: PLC0415
+
+    resource = args.resource or settings.reconcile.resource
+    if resource is None:
+        message = "altinn-bridge reconcile: --resource (or BRIDGE_RECONCILE_RESOURCE) is required"
+        print(message, file=sys.stderr)  # noqa: T201
+        return 2
+    try:
+        altinn = settings.reconcile.altinn or AltinnSettings.from_env(env)
+    except ConfigError as exc:
+        print(f"altinn-bridge reconcile: {exc}", file=sys.stderr)  # noqa: T201
+        return 2
+    # Logs on stderr, beside the progress lines; only warnings unless debugging.
+    level = LogLevel.DEBUG if settings.log_level is LogLevel.DEBUG else LogLevel.WARNING
+    configure_logging(level, stream=sys.stderr.buffer)
+    after = "0" if args.from_start else args.after
+    max_age_s = settings.dedupe.window_s if args.max_age_s is None else (args.max_age_s or None)
+    with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+        return runner.run(
+            run_once(
+                settings,
+                altinn,
+                resource=resource,
+                after=after,
+                size=args.size or settings.reconcile.page_size,
+                max_age_s=max_age_s,
+            )
+        )
 
 
 def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:

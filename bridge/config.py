@@ -13,11 +13,14 @@ import enum
 import os
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Final, TypeVar
+from typing import TYPE_CHECKING, Final, TypeVar
 
 from bridge.auth import MIN_TOKEN_LENGTH, TOKEN_ALPHABET, parse_networks
+
+if TYPE_CHECKING:
+    from bridge.altinn.settings import AltinnSettings
 
 T = TypeVar("T")
 
@@ -232,6 +235,33 @@ VARIABLES: Final[dict[str, Variable]] = {
         "",
         "Allowed event types, comma-separated, full (`no.altinn.correspondence.x`) or short "
         "(`x`), case-insensitive. Empty = all.",
+    ),
+    "BRIDGE_RECONCILE": Variable(
+        "off",
+        "`on`: one replica at a time pulls the events of `BRIDGE_RECONCILE_RESOURCE` from Altinn's pull "
+        'API and publishes those no push delivered (see "Reconciling"); needs `BRIDGE_DEDUPE=kafka` '
+        "and the Maskinporten client (`MASKINPORTEN_*`, `ALTINN_*`). `off`: push only.",
+    ),
+    "BRIDGE_RECONCILE_RESOURCE": Variable(
+        "", "The resource whose events are reconciled, `urn:altinn:resource:<id>`. Required with `on`."
+    ),
+    "BRIDGE_RECONCILE_INTERVAL_S": Variable(
+        "60",
+        "Once caught up, how long to wait before asking Altinn again, in seconds. Events become "
+        "pullable 30 s after Altinn registered them, so a lost push is repaired within about "
+        "30 s + this.",
+    ),
+    "BRIDGE_RECONCILE_PAGE_SIZE": Variable("500", "Events asked for per pull (1 to 1000)."),
+    "BRIDGE_RECONCILE_CURSOR_TOPIC": Variable(
+        "altinn.correspondence.reconcile-cursor",
+        "Compacted topic (one partition) holding the reconcile cursor per resource; its consumer "
+        "group `<KAFKA_CLIENT_ID>-reconciler` lets one replica reconcile at a time. "
+        "Unset: `<BRIDGE_TOPIC_PREFIX>.reconcile-cursor`.",
+    ),
+    "BRIDGE_RECONCILE_SESSION_TIMEOUT_S": Variable(
+        "30",
+        "Kafka group session timeout of the reconciler, in seconds: a replica that stops "
+        "heartbeating loses the cursor to another after this long.",
     ),
     "BRIDGE_READY_CHECK_INTERVAL_S": Variable(
         "5", "How long a broker reachability result is reused by `/readyz`, in seconds."
@@ -448,6 +478,25 @@ class FilterSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class ReconcileSettings:
+    """Continuous reconciling from Altinn's pull API; see :mod:`bridge.reconciler`.
+
+    ``altinn`` (where Altinn is, the Maskinporten client) is read only when
+    reconciling is on; the one-shot command reads it itself.
+    """
+
+    enabled: bool = False
+    resource: str | None = None
+    #: Wait between polls once caught up.
+    interval_s: float = 60.0
+    page_size: int = 500
+    cursor_topic: str = "altinn.correspondence.reconcile-cursor"
+    #: Group session timeout; heartbeats every tenth of it.
+    session_timeout_s: float = 30.0
+    altinn: AltinnSettings | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class HealthSettings:
     """Readiness checking."""
 
@@ -478,6 +527,7 @@ class Settings:
     health: HealthSettings = field(default_factory=HealthSettings)
     shutdown: ShutdownSettings = field(default_factory=ShutdownSettings)
     log_level: LogLevel = LogLevel.INFO
+    reconcile: ReconcileSettings = field(default_factory=ReconcileSettings)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -542,6 +592,7 @@ class Settings:
             drain_s=r.get("BRIDGE_SHUTDOWN_DRAIN_S", _seconds(0.0, 300.0), 3.0),
             grace_s=r.get("BRIDGE_SHUTDOWN_GRACE_S", _seconds(1.0, 600.0), 25.0),
         )
+        reconcile = _reconcile(r, prefix, dedupe.mode)
         if shutdown.drain_s >= shutdown.grace_s:
             r.problems.append(
                 f"BRIDGE_SHUTDOWN_DRAIN_S ({shutdown.drain_s:g}) must be less than "
@@ -561,6 +612,7 @@ class Settings:
             health=health,
             shutdown=shutdown,
             log_level=r.get("BRIDGE_LOG_LEVEL", _enum(LogLevel), LogLevel.INFO),
+            reconcile=reconcile,
         )
         if r.problems:
             raise ConfigError(r.problems)
@@ -608,6 +660,12 @@ class Settings:
             "filter_types": list(f.types),
             "shutdown_drain_s": self.shutdown.drain_s,
             "shutdown_grace_s": self.shutdown.grace_s,
+            "reconcile": self.reconcile.enabled,
+            "reconcile_resource": self.reconcile.resource,
+            "reconcile_interval_s": self.reconcile.interval_s,
+            "reconcile_page_size": self.reconcile.page_size,
+            "reconcile_cursor_topic": self.reconcile.cursor_topic,
+            "altinn_platform_url": self.reconcile.altinn.platform_url if self.reconcile.altinn else None,
         }
 
 
@@ -638,6 +696,35 @@ def _auth(r: _Reader) -> AuthSettings:
         allowed_networks=r.get("BRIDGE_ALLOWED_NETWORKS", _networks, ()),
         trusted_proxies=r.get("BRIDGE_TRUSTED_PROXIES", _networks, ()),
     )
+
+
+def _reconcile(r: _Reader, prefix: str, dedupe: DedupeMode) -> ReconcileSettings:
+    enabled = r.get("BRIDGE_RECONCILE", _on_off, False)
+    resource = r.get("BRIDGE_RECONCILE_RESOURCE", _optional_resource, None)
+    settings = ReconcileSettings(
+        enabled=enabled,
+        resource=resource,
+        interval_s=r.get("BRIDGE_RECONCILE_INTERVAL_S", _seconds(0.05, 86400.0), 60.0),
+        page_size=r.get("BRIDGE_RECONCILE_PAGE_SIZE", _int_range(1, 1000), 500),
+        cursor_topic=r.get("BRIDGE_RECONCILE_CURSOR_TOPIC", _topic, "", default=f"{prefix}.reconcile-cursor"),
+        session_timeout_s=r.get("BRIDGE_RECONCILE_SESSION_TIMEOUT_S", _seconds(1.0, 600.0), 30.0),
+    )
+    if not enabled:
+        return settings
+    if resource is None and "BRIDGE_RECONCILE_RESOURCE" not in r.failed:
+        r.problems.append("BRIDGE_RECONCILE=on needs BRIDGE_RECONCILE_RESOURCE (urn:altinn:resource:<id>)")
+    if dedupe is not DedupeMode.KAFKA:
+        # Without the shared window every event pushed before would be published again.
+        r.problems.append(f"BRIDGE_RECONCILE=on needs BRIDGE_DEDUPE=kafka (it is {dedupe})")
+    # Imported here: the Altinn settings import this module.
+    from bridge.altinn.settings import AltinnSettings  # noqa: PLC0415
+
+    try:
+        altinn = AltinnSettings.from_env(r.env)
+    except ConfigError as exc:
+        r.problems += [f"{p} (needed by BRIDGE_RECONCILE=on)" for p in exc.problems]
+        return settings
+    return replace(settings, altinn=altinn)
 
 
 def _kafka_security(r: _Reader) -> KafkaSecurity:
@@ -747,6 +834,23 @@ def _bool(raw: str) -> bool:
     if lowered in ("false", "0", "no", "off"):
         return False
     raise ValueError("expected true or false")
+
+
+def _on_off(raw: str) -> bool:
+    lowered = raw.lower()
+    if lowered in ("on", "true", "1", "yes"):
+        return True
+    if lowered in ("off", "false", "0", "no"):
+        return False
+    raise ValueError("expected on or off")
+
+
+def _optional_resource(raw: str) -> str | None:
+    if not raw:
+        return None
+    if not raw.startswith("urn:altinn:resource:") or len(raw) == len("urn:altinn:resource:"):
+        raise ValueError("expected a resource URN, urn:altinn:resource:<id>")
+    return raw
 
 
 def _int_range(low: int, high: int) -> Callable[[str], int]:

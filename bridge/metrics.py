@@ -31,6 +31,18 @@ OUTCOMES: Final = (
     "error",
 )
 
+#: Kinds of reconciler trouble (``altinn_bridge_reconcile_errors_total``); see bridge.reconciler.
+RECONCILE_ERROR_KINDS: Final = (
+    "rate_limited",
+    "altinn_unavailable",
+    "altinn",
+    "token",
+    "kafka",
+    "cursor_store",
+    "cursor_unknown",
+    "rejected",
+)
+
 _LATENCY_BUCKETS: Final = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 # Altinn retries for ~35 h, so a redelivered event can be old.
 _AGE_BUCKETS: Final = (
@@ -149,6 +161,50 @@ class Metrics:
             registry=registry,
             multiprocess_mode="livemin",  # with workers: ready only when every one is
         )
+        self.reconcile_fetched = Counter(
+            "altinn_bridge_reconcile_fetched",
+            "Events the reconciler fetched from Altinn's pull API.",
+            registry=registry,
+        )
+        self.reconcile_repaired = Counter(
+            "altinn_bridge_reconcile_repaired",
+            "Events the reconciler published: ones no push had delivered (a pushed event is a duplicate).",
+            registry=registry,
+        )
+        self.reconcile_skipped = Counter(
+            "altinn_bridge_reconcile_skipped",
+            "Fetched events older than the dedupe window, not published: the window cannot tell "
+            "whether a push delivered them.",
+            registry=registry,
+        )
+        self.reconcile_errors = Counter(
+            "altinn_bridge_reconcile_errors",
+            "Reconciler trouble by kind: rate_limited and altinn_unavailable (each retry of a 429 or "
+            "5xx/lost connection), altinn (a pull that failed after its retries), token, kafka (a page "
+            "not accepted; retried), cursor_store, cursor_unknown (Altinn restarted from its oldest "
+            "event), rejected (an event refused under BRIDGE_INVALID_EVENT_POLICY=reject).",
+            ["kind"],
+            registry=registry,
+        )
+        self.reconcile_lag = Gauge(
+            "altinn_bridge_reconcile_lag_seconds",
+            "Now minus the 'time' of the newest event the reconciler has seen; 0 where it does not run.",
+            registry=registry,
+            multiprocess_mode="livemax",  # one worker reconciles; the others report 0
+        )
+        self.reconcile_cursor_age = Gauge(
+            "altinn_bridge_reconcile_cursor_age_seconds",
+            "Seconds since the reconciler last confirmed its cursor (stored a page, or found nothing "
+            "new); 0 where it does not run.",
+            registry=registry,
+            multiprocess_mode="livemax",
+        )
+        self.reconcile_active = Gauge(
+            "altinn_bridge_reconcile_active",
+            "1 while this process holds the reconcile cursor (at most one replica should).",
+            registry=registry,
+            multiprocess_mode="livesum",
+        )
         # A gauge, not an Info: Info does not work in prometheus-client's multiprocess mode.
         Gauge(
             "altinn_bridge_build_info",
@@ -170,6 +226,8 @@ class Metrics:
             self.dedupe_state_errors.labels(operation)
         for reason in ("missing_token", "wrong_token", "address"):
             self.auth_failures.labels(reason)
+        for kind in RECONCILE_ERROR_KINDS:
+            self.reconcile_errors.labels(kind)
 
 
 def exposition(registry: CollectorRegistry) -> bytes:

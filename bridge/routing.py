@@ -100,11 +100,14 @@ def topics_to_provision(settings: Settings) -> list[str]:
     """Every topic the bridge needs.
 
     The event topics, then the dedupe state topic (``cleanup.policy=compact``)
-    when dedupe is kept in Kafka.
+    when dedupe is kept in Kafka, then the reconcile cursor topic (compacted, one
+    partition) when reconciling is on.
     """
     topics = Router(settings.topics).all_topics()
     if settings.dedupe.mode is DedupeMode.KAFKA:
         topics.append(settings.dedupe.topic)
+    if settings.reconcile.enabled:
+        topics.append(settings.reconcile.cursor_topic)
     return topics
 
 
@@ -116,6 +119,15 @@ def state_topic_config(settings: DedupeSettings) -> dict[str, str]:
     """
     retention_ms = int((settings.window_s + 86400) * 1000)
     return {"cleanup.policy": "compact,delete", "retention.ms": str(retention_ms)}
+
+
+#: The cursor topic has one partition: the reconcilers' consumer group gives it to one member.
+CURSOR_TOPIC_PARTITIONS = 1
+
+
+def cursor_topic_config() -> dict[str, str]:
+    """Topic configuration of the reconcile cursor topic: compacted, one record per resource kept."""
+    return {"cleanup.policy": "compact"}
 
 
 def binary_record(attributes: Mapping[str, Any]) -> tuple[bytes, Headers]:

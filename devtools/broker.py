@@ -23,7 +23,12 @@ from aiokafka.errors import TopicAlreadyExistsError
 
 from bridge.config import DedupeMode, KafkaSecurity, Settings
 from bridge.kafka_security import client_options
-from bridge.routing import state_topic_config, topics_to_provision
+from bridge.routing import (
+    CURSOR_TOPIC_PARTITIONS,
+    cursor_topic_config,
+    state_topic_config,
+    topics_to_provision,
+)
 
 #: Environment variable with a path to another ``tansu`` build to use instead.
 TANSU_BIN_ENV = "TANSU_BIN"
@@ -265,10 +270,23 @@ async def create_topics(
 
 
 async def provision(bootstrap: str, settings: Settings, partitions: int = 3) -> list[str]:
-    """Create every topic ``settings`` needs (``altinn-bridge topics``); the names."""
+    """Create every topic ``settings`` needs (``altinn-bridge topics``); the names.
+
+    The reconcile cursor topic, when listed, gets one partition whatever ``partitions`` says.
+    """
     topics = topics_to_provision(settings)
     configs = {}
     if settings.dedupe.mode is DedupeMode.KAFKA:
         configs[settings.dedupe.topic] = state_topic_config(settings.dedupe)
-    await create_topics(bootstrap, topics, partitions, configs, settings.kafka.security)
+    cursor = settings.reconcile.cursor_topic if settings.reconcile.enabled else None
+    await create_topics(
+        bootstrap, [t for t in topics if t != cursor], partitions, configs, settings.kafka.security
+    )
+    if cursor is not None:
+        await create_cursor_topic(bootstrap, cursor, settings.kafka.security)
     return topics
+
+
+async def create_cursor_topic(bootstrap: str, topic: str, security: KafkaSecurity | None = None) -> None:
+    """Create a reconcile cursor topic: one partition, compacted (left alone if it exists)."""
+    await create_topics(bootstrap, [topic], CURSOR_TOPIC_PARTITIONS, {topic: cursor_topic_config()}, security)

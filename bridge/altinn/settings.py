@@ -2,9 +2,10 @@
 
 ``AltinnSettings.from_env(os.environ)`` in the CLI, a plain dict in tests, like
 :class:`bridge.config.Settings`. The names are not ``BRIDGE_*``: they configure
-the subscription tooling, not the webhook server, and the server neither reads
-them nor warns about them. Invalid configuration raises
-:class:`bridge.config.ConfigError` listing every bad variable. Pure: no framework
+the Altinn client (subscription and reconcile commands), and the server reads
+them only with ``BRIDGE_RECONCILE=on`` (:class:`bridge.config.ReconcileSettings`).
+Invalid configuration raises :class:`bridge.config.ConfigError` listing every bad
+variable. Pure: no framework
 imports, and no secret is read here (the private key is loaded where it signs).
 """
 
