@@ -46,7 +46,12 @@ VARIABLES: Final[dict[str, Variable]] = {
     "KAFKA_COMPRESSION": Variable(
         "none", "Record batch compression: `none`, `gzip`, `snappy`, `lz4` or `zstd`."
     ),
-    "KAFKA_LINGER_MS": Variable("0", "How long the producer waits to fill a batch, in ms. 0 = send at once."),
+    "KAFKA_LINGER_MS": Variable(
+        "2",
+        "How long the producer lets a batch fill before sending it, in ms. 2 ms made fewer, larger "
+        "requests: half-load p99 fell from 41-62 to 17-27 ms and batch ingest rose 1.5x, for ~2 ms more "
+        "per event (docs/performance.md). 0 = send at once.",
+    ),
     "KAFKA_MAX_BATCH_BYTES": Variable(
         "262144",
         "Largest record batch per partition, in bytes. When a partition's batch is full, further "
@@ -403,7 +408,7 @@ class KafkaSettings:
     client_id: str = "altinn-kafka-bridge"
     enable_idempotence: bool = True
     compression: Compression = Compression.NONE
-    linger_ms: int = 0
+    linger_ms: int = 2
     max_batch_bytes: int = 262144
     publish_timeout_s: float = 10.0
     security: KafkaSecurity = field(default_factory=KafkaSecurity)
@@ -538,7 +543,7 @@ class Settings:
             client_id=r.get("KAFKA_CLIENT_ID", _nonempty, "altinn-kafka-bridge"),
             enable_idempotence=r.get("KAFKA_ENABLE_IDEMPOTENCE", _bool, True),
             compression=r.get("KAFKA_COMPRESSION", _enum(Compression), Compression.NONE),
-            linger_ms=r.get("KAFKA_LINGER_MS", _int_range(0, 60_000), 0),
+            linger_ms=r.get("KAFKA_LINGER_MS", _int_range(0, 60_000), 2),
             max_batch_bytes=r.get("KAFKA_MAX_BATCH_BYTES", _int_range(1024, 64 * 1024 * 1024), 262144),
             publish_timeout_s=r.get("BRIDGE_PUBLISH_TIMEOUT_S", _seconds(0.1, 40.0), 10.0),
             security=_kafka_security(r),

@@ -63,7 +63,7 @@ def test_defaults_from_only_bootstrap_servers_and_a_token():
             client_id="altinn-kafka-bridge",
             enable_idempotence=True,
             compression=Compression.NONE,
-            linger_ms=0,
+            linger_ms=2,
             publish_timeout_s=10.0,
         ),
         http=HttpSettings(host="0.0.0.0", port=8080, max_body_bytes=65536),
