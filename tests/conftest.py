@@ -23,6 +23,10 @@ from bridge.logs import configure_logging
 from bridge.publisher import Delivery
 from bridge.routing import Headers
 
+#: Fixtures of the fake Maskinporten + Altinn (client_key, key_file, clock, fake, urls, altinn_env),
+#: for tests/altinn and the reconciler's integration tests.
+pytest_plugins = ["tests.fake_altinn"]
+
 FIXTURES = Path(__file__).parent / "fixtures" / "altinn-events"
 VALID = sorted((FIXTURES / "valid").glob("*.json"))
 INVALID = sorted(p for p in (FIXTURES / "invalid").iterdir() if p.suffix in (".json", ".txt"))

@@ -8,79 +8,28 @@ time instead of sleeping.
 
 from __future__ import annotations
 
-import time
-from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
 import orjson
 import pytest
-from cryptography.hazmat.primitives.asymmetric import rsa
 
 from bridge.altinn.settings import AltinnSettings, MaskinportenSettings
 from bridge.altinn.tokens import TokenProvider
-from devtools.fake_altinn import Client, FakeAltinn, Urls, generate_key, pem, running
+from devtools.fake_altinn import FakeAltinn
 from tests.conftest import VALID
+from tests.fake_altinn import CLIENT_ID, KEY_ID, RESOURCE, Clock  # noqa: F401 - re-exported for the tests
 
-CLIENT_ID = "0f1e2d3c-test-client"
-KEY_ID = "test-kid-1"
-RESOURCE = "urn:altinn:resource:altinn-correspondence-test-resource-1"
 #: The bridge's token in the endpoint URL: a secret the output must show only as a fingerprint.
 BRIDGE_TOKEN = "bridge-path-token-0123456789abcdefXYZ"
 ENDPOINT = f"https://bridge.example.org/api/v1/events/{BRIDGE_TOKEN}"
 
 
-@dataclass
-class Clock:
-    """Real time plus an offset tests move forward."""
-
-    offset_s: float = 0.0
-
-    def __call__(self) -> float:
-        return time.time() + self.offset_s
-
-    def advance(self, seconds: float) -> None:
-        self.offset_s += seconds
-
-
-@pytest.fixture(scope="session")
-def client_key() -> rsa.RSAPrivateKey:
-    return generate_key()
-
-
 @pytest.fixture
-def key_file(tmp_path: Path, client_key: rsa.RSAPrivateKey) -> Path:
-    path = tmp_path / "maskinporten.pem"
-    path.write_bytes(pem(client_key))
-    return path
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def fake(client_key: rsa.RSAPrivateKey, clock: Clock) -> FakeAltinn:
-    return FakeAltinn(client=Client(CLIENT_ID, KEY_ID, client_key.public_key()), clock=clock)
-
-
-@pytest.fixture
-def urls(fake: FakeAltinn) -> Iterator[Urls]:
-    with running(fake) as started:
-        yield started
-
-
-@pytest.fixture
-def env(urls: Urls, key_file: Path) -> dict[str, str]:
+def env(altinn_env: dict[str, str]) -> dict[str, str]:
     """The environment of a user with a Maskinporten client, pointed at the fakes."""
-    return {
-        "MASKINPORTEN_CLIENT_ID": CLIENT_ID,
-        "MASKINPORTEN_KEY_ID": KEY_ID,
-        "MASKINPORTEN_PRIVATE_KEY_FILE": str(key_file),
-        **urls.env(),
-    }
+    return altinn_env
 
 
 @pytest.fixture

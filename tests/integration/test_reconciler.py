@@ -13,7 +13,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,7 +22,6 @@ from typing import Any
 import aiohttp
 import orjson
 import pytest
-from cryptography.hazmat.primitives.asymmetric import rsa
 from prometheus_client import CollectorRegistry
 
 from bridge.altinn.events_api import EventsApi, RetryPolicy
@@ -37,28 +36,13 @@ from bridge.pipeline import Pipeline
 from bridge.publisher import KafkaPublisher
 from bridge.reconciler import PageNotAccepted, Reconciler, count_retry
 from devtools.broker import create_cursor_topic
-from devtools.fake_altinn import Client, FakeAltinn, Urls, generate_key, pem, running
+from devtools.fake_altinn import FakeAltinn, Urls
 from devtools.show_topic import read_topics
 from tests.conftest import LOG_DIR, VALID
+from tests.fake_altinn import CLIENT_ID, KEY_ID, RESOURCE, Clock
 from tests.integration.conftest import DEFAULT_TOPICS, wait_for_status
 
-RESOURCE = "urn:altinn:resource:altinn-correspondence-test-resource-1"
-CLIENT_ID = "reconciler-test-client"
-KEY_ID = "reconciler-test-kid"
 ROOT = Path(__file__).parents[2]
-
-
-@dataclass
-class Clock:
-    """Real time plus an offset tests move forward (drives the fakes and the token cache)."""
-
-    offset_s: float = 0.0
-
-    def __call__(self) -> float:
-        return time.time() + self.offset_s
-
-    def advance(self, seconds: float) -> None:
-        self.offset_s += seconds
 
 
 def event(*, age_s: float = 60.0, now: float | None = None) -> dict[str, Any]:
@@ -85,44 +69,6 @@ def landed(bootstrap: str, ids: list[str]) -> dict[str, int]:
 def metric(metrics: Metrics, name: str, **labels: str) -> float:
     value = metrics.registry.get_sample_value(name, labels or None)
     return 0.0 if value is None else value
-
-
-@pytest.fixture(scope="module")
-def client_key() -> rsa.RSAPrivateKey:
-    return generate_key()
-
-
-@pytest.fixture
-def key_file(tmp_path: Path, client_key: rsa.RSAPrivateKey) -> Path:
-    path = tmp_path / "maskinporten.pem"
-    path.write_bytes(pem(client_key))
-    return path
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def fake(client_key: rsa.RSAPrivateKey, clock: Clock) -> FakeAltinn:
-    return FakeAltinn(client=Client(CLIENT_ID, KEY_ID, client_key.public_key()), clock=clock)
-
-
-@pytest.fixture
-def urls(fake: FakeAltinn) -> Iterator[Urls]:
-    with running(fake) as started:
-        yield started
-
-
-@pytest.fixture
-def altinn_env(urls: Urls, key_file: Path) -> dict[str, str]:
-    return {
-        "MASKINPORTEN_CLIENT_ID": CLIENT_ID,
-        "MASKINPORTEN_KEY_ID": KEY_ID,
-        "MASKINPORTEN_PRIVATE_KEY_FILE": str(key_file),
-        **urls.env(),
-    }
 
 
 @pytest.fixture
