@@ -12,6 +12,7 @@ import json
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -148,6 +149,29 @@ class Measurements:
         #: One compact event with ``__ID__`` where its id goes (see events.lua).
         self.template = template
 
+    def _wrk(
+        self,
+        run: Running,
+        *,
+        batch: int,
+        connections: int,
+        duration_s: float,
+        timeout_s: float = 5.0,
+        tick: Callable[[], None] | None = None,
+    ) -> LoadResult:
+        """Wrk against ``run``'s event URL with the bench's event, on the load generator's CPUs."""
+        return run_wrk(
+            self.wrk,
+            run.server.events_url,
+            template=self.template,
+            batch=batch,
+            connections=connections,
+            duration_s=duration_s,
+            cpus=run.load_cpus,
+            timeout_s=timeout_s,
+            tick=tick,
+        )
+
     def wait_quiet(self) -> float:
         """Wait until nothing else keeps the machine busy (other tests, builds); the busy cores seen.
 
@@ -180,26 +204,19 @@ class Measurements:
         self.wait_quiet()
         with self.servers.scenario(row.key, kind, workers, self.plan.cpus(workers)) as run:
             row.pinning = _pinning(run)
-            url = run.server.events_url
-            run_wrk(
-                self.wrk,
-                url,
-                template=self.template,
+            self._wrk(
+                run,
                 batch=batch,
                 connections=connections,
                 duration_s=self.plan.warmup_s,
-                cpus=run.load_cpus,
             )
             counts = run.server.counts()
             before = run.cpu()
-            row.load = run_wrk(
-                self.wrk,
-                url,
-                template=self.template,
+            row.load = self._wrk(
+                run,
                 batch=batch,
                 connections=connections,
                 duration_s=self.plan.duration_s,
-                cpus=run.load_cpus,
             )
             row.usage = run.cpu().since(before, row.load.cpu_s)
             row.peak_rss_mib = run.server.tree.peak_rss_mib()
@@ -315,15 +332,11 @@ class Measurements:
         rss: list[float] = []
         self.wait_quiet()
         with self.servers.scenario("overload", "bridge", 1, plan.cpus(1)) as run:
-            url = run.server.events_url
-            run_wrk(
-                self.wrk,
-                url,
-                template=self.template,
+            self._wrk(
+                run,
                 batch=1,
                 connections=plan.connections,
                 duration_s=plan.warmup_s,
-                cpus=run.load_cpus,
             )
             rss_before = run.server.tree.rss_mib()
             counts = run.server.counts()
@@ -356,14 +369,11 @@ class Measurements:
                     ),
                 )
             before = run.cpu()
-            load = run_wrk(
-                self.wrk,
-                url,
-                template=self.template,
+            load = self._wrk(
+                run,
                 batch=1,
                 connections=plan.overload_connections,
                 duration_s=plan.overload_s,
-                cpus=run.load_cpus,
                 timeout_s=OVERLOAD_TIMEOUT_S,
                 tick=lambda: rss.append(run.server.tree.rss_mib()),
             )
@@ -414,15 +424,11 @@ class Measurements:
         connections = self.plan.batch_connections if batch > 1 else self.plan.connections
         name = f"profile-{letter}{workers}"
         with self.servers.scenario(name, "bridge", workers, self.plan.cpus(workers)) as run:
-            url = run.server.events_url
-            run_wrk(
-                self.wrk,
-                url,
-                template=self.template,
+            self._wrk(
+                run,
                 batch=batch,
                 connections=connections,
                 duration_s=self.plan.warmup_s,
-                cpus=run.load_cpus,
             )
             raw = out_dir / f"{name}.txt"
             recorder = profile.start(
@@ -434,14 +440,11 @@ class Measurements:
                 cpus=run.load_cpus,
             )
             before = run.cpu()
-            load = run_wrk(
-                self.wrk,
-                url,
-                template=self.template,
+            load = self._wrk(
+                run,
                 batch=batch,
                 connections=connections,
                 duration_s=self.plan.duration_s,
-                cpus=run.load_cpus,
             )
             usage = run.cpu().since(before, load.cpu_s)
             recorder.process.wait(self.plan.duration_s + 60)
