@@ -12,7 +12,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 import aiohttp
 import jwt
@@ -83,16 +83,9 @@ async def request_token(
     """An access token from Maskinporten; :class:`TokenError` with Maskinporten's reason if refused."""
     signed = assertion(settings, key, now=time.time() if now is None else now)
     form = {"grant_type": GRANT_TYPE, "assertion": signed}
-    try:
-        async with session.post(
-            settings.token_url, data=form, headers={"Accept": "application/json"}
-        ) as resp:
-            text = await resp.text()
-            status = resp.status
-    except (aiohttp.ClientError, TimeoutError) as exc:
-        raise TokenError(
-            f"cannot reach Maskinporten at {settings.token_url}: {type(exc).__name__} {exc}"
-        ) from None
+    status, text = await fetch_text(
+        session, "POST", settings.token_url, "Maskinporten", data=form, headers={"Accept": "application/json"}
+    )
     body = _json_object(text)
     if status != 200:  # noqa: PLR2004 - the token endpoint answers 200 or an error
         reason = ""
@@ -123,3 +116,14 @@ def _json_object(text: str) -> dict[str, object] | None:
     except orjson.JSONDecodeError:
         return None
     return value if isinstance(value, dict) else None
+
+
+async def fetch_text(
+    session: aiohttp.ClientSession, method: str, url: str, who: str, **request: Any
+) -> tuple[int, str]:
+    """Status and body of one token request; :class:`TokenError` naming ``who`` if it cannot be sent."""
+    try:
+        async with session.request(method, url, **request) as resp:
+            return resp.status, await resp.text()
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        raise TokenError(f"cannot reach {who} at {url}: {type(exc).__name__} {exc}") from None

@@ -18,7 +18,7 @@ import jwt
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 
 from bridge.altinn.errors import TokenError, quote_body
-from bridge.altinn.maskinporten import AccessToken, load_private_key, request_token
+from bridge.altinn.maskinporten import AccessToken, fetch_text, load_private_key, request_token
 from bridge.altinn.settings import MaskinportenSettings
 
 EXCHANGE_PATH: Final = "/authentication/api/v1/exchange/maskinporten"
@@ -42,14 +42,7 @@ async def exchange(session: aiohttp.ClientSession, platform_url: str, maskinport
     """The Altinn token for a Maskinporten token; :class:`TokenError` if Altinn refuses."""
     url = platform_url + EXCHANGE_PATH
     headers = {"Authorization": f"Bearer {maskinporten.value}"}
-    try:
-        async with session.get(url, headers=headers) as resp:
-            text = await resp.text()
-            status = resp.status
-    except (aiohttp.ClientError, TimeoutError) as exc:
-        raise TokenError(
-            f"cannot reach Altinn's token exchange at {url}: {type(exc).__name__} {exc}"
-        ) from None
+    status, text = await fetch_text(session, "GET", url, "Altinn's token exchange", headers=headers)
     if status != 200:  # noqa: PLR2004 - the exchange answers 200 or an error
         hint = (
             " Altinn did not accept the Maskinporten token: is the client registered for Altinn "
