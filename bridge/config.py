@@ -49,7 +49,7 @@ VARIABLES: Final[dict[str, Variable]] = {
     "KAFKA_LINGER_MS": Variable(
         "2",
         "How long the producer lets a batch fill before sending it, in ms. 2 ms made fewer, larger "
-        "requests: half-load p99 fell from 41-62 to 17-27 ms and batch ingest rose 1.5x, for ~2 ms more "
+        "requests: half-load p99 fell from 41-62 to 16.5-27 ms and batch ingest rose 1.5x, for ~2 ms more "
         "per event (docs/performance.md). 0 = send at once.",
     ),
     "KAFKA_MAX_BATCH_BYTES": Variable(
