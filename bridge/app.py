@@ -10,11 +10,19 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from bridge import openapi, views
+from bridge import views
 from bridge.auth import Guard, parse_networks
 from bridge.config import AuthMode, DedupeMode, Settings
 from bridge.dedupe_store import DedupeFollower
 from bridge.health import Readiness
+from bridge.http_contract import (
+    EVENTS_PATH,
+    EVENTS_TOKEN_ROUTE,
+    HEALTHZ_PATH,
+    METRICS_PATH,
+    OPENAPI_PATH,
+    READYZ_PATH,
+)
 from bridge.logs import get_logger
 from bridge.metrics import Metrics
 from bridge.middleware import access_middleware, problem_middleware
@@ -22,8 +30,6 @@ from bridge.pipeline import Pipeline
 from bridge.publisher import KafkaPublisher, Publisher
 from bridge.state import BRIDGE, Bridge
 from bridge.workers import WORKER_ENV
-
-EVENTS_PATH = openapi.EVENTS_PATH
 
 #: Back-off between attempts to connect the producer at start-up, in seconds.
 CONNECT_BACKOFF_S = (0.5, 1.0, 2.0, 5.0)
@@ -70,11 +76,11 @@ def create_app(
     app.router.add_post(EVENTS_PATH, views.receive_event)
     if settings.auth.mode is AuthMode.TOKEN:
         # The way Altinn can authenticate: it cannot add headers, only call a URL.
-        app.router.add_post(EVENTS_PATH + "/{token}", views.receive_event)
-    app.router.add_get("/healthz", views.healthz)
-    app.router.add_get("/readyz", views.readyz)
-    app.router.add_get("/metrics", views.metrics)
-    app.router.add_get("/openapi.json", views.openapi_json)
+        app.router.add_post(EVENTS_TOKEN_ROUTE, views.receive_event)
+    app.router.add_get(HEALTHZ_PATH, views.healthz)
+    app.router.add_get(READYZ_PATH, views.readyz)
+    app.router.add_get(METRICS_PATH, views.metrics)
+    app.router.add_get(OPENAPI_PATH, views.openapi_json)
     app.cleanup_ctx.append(_producer_ctx)
     if WORKER_ENV in os.environ:
         app.cleanup_ctx.append(_readiness_ctx)

@@ -17,12 +17,13 @@ import structlog
 from structlog.typing import EventDict, Processor, WrappedLogger
 
 from bridge.config import LogLevel
+from bridge.http_contract import EVENTS_PATH
 from bridge.personal_data import MASK, mask_national_ids
 
 # A token in the events path: whatever logs a URL (aiohttp, aiokafka, a traceback)
 # shows this instead. Our own request line logs the route pattern only.
-_PATH_TOKEN = re.compile(r"(/api/v1/events/)[^/\s\"'?#]+")
-_EVENTS_PATH = "/api/v1/events/"
+_EVENTS_PATH = EVENTS_PATH + "/"
+_PATH_TOKEN = re.compile("(" + re.escape(_EVENTS_PATH) + r")[^/\s\"'?#]+")
 
 
 def _mask_value(value: Any) -> Any:

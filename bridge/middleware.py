@@ -14,11 +14,9 @@ from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
 from bridge.errors import BridgeError
+from bridge.http_contract import PROBLEM_BASE, PROBLEM_MEDIA_TYPE
 from bridge.logs import get_logger
 from bridge.metrics import Metrics, method_label
-
-PROBLEM_CONTENT_TYPE = "application/problem+json"
-PROBLEM_BASE = "urn:altinn-kafka-bridge:problem:"
 
 #: Per-request dict that handlers fill with fields for the request's log line.
 LOG_FIELDS = web.RequestKey("log_fields", dict)
@@ -44,7 +42,7 @@ def problem_response(
     }
     if extra:
         body.update(extra)
-    response = web.Response(status=status, body=orjson.dumps(body), content_type=PROBLEM_CONTENT_TYPE)
+    response = web.Response(status=status, body=orjson.dumps(body), content_type=PROBLEM_MEDIA_TYPE)
     if retry_after_s is not None:
         response.headers["Retry-After"] = str(retry_after_s)
     return response

@@ -38,8 +38,8 @@ from bridge.errors import (
     UnsupportedMediaType,
 )
 from bridge.events import CORRESPONDENCE_PREFIX, KNOWN_TYPES, VALIDATION_TYPE
-from bridge.middleware import PROBLEM_BASE, PROBLEM_CONTENT_TYPE
-from bridge.pipeline import RETRY_AFTER_S
+from bridge.http_contract import PROBLEM_BASE, PROBLEM_MEDIA_TYPE as PROBLEM_CONTENT_TYPE
+from bridge.http_contract import RETRY_AFTER_S
 
 EVENTS_PATH: Final = "/api/v1/events"
 #: The two structured-mode media types (``bridge.views.STRUCTURED_TYPES``); Altinn sends the first.
@@ -402,7 +402,7 @@ def _request_body(settings: Settings) -> dict[str, Any]:
                     ),
                 },
             },
-            views.BATCH_TYPE: {
+            views.BATCH_MEDIA_TYPE: {
                 "schema": {
                     "type": "array",
                     "items": _schema("CloudEvent"),

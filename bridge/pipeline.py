@@ -27,14 +27,12 @@ from bridge.errors import (
 )
 from bridge.events import Event, InvalidEvent, ValidationHandshake, parse_event, structured_from_binary
 from bridge.filters import Filters
+from bridge.http_contract import CLOUDEVENTS_MEDIA_TYPE, RETRY_AFTER_OVERLOADED_S, RETRY_AFTER_S
 from bridge.logs import get_logger
 from bridge.metrics import Metrics, type_label
 from bridge.personal_data import mask_national_ids
 from bridge.publisher import Delivery, Publisher
 from bridge.routing import Headers, Router
-
-#: Seconds a sender is asked to wait before retrying after a 503.
-RETRY_AFTER_S = 5
 
 _log = get_logger("bridge.pipeline")
 
@@ -117,7 +115,7 @@ class Pipeline:
                 readable = sent_id.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
                 exc.event_id = mask_national_ids(readable[:128])
             return await self._counted("other", self._invalid(body, content_type, received_at, exc))
-        return await self.ingest(structured, "application/cloudevents+json", received_at)
+        return await self.ingest(structured, CLOUDEVENTS_MEDIA_TYPE, received_at)
 
     async def ingest_batch(self, items: list[object], received_at: float) -> list[dict[str, object]]:
         """Handle each element of a batch concurrently; one result per element, in order.
@@ -127,7 +125,7 @@ class Pipeline:
         """
         bodies = [orjson.dumps(item) for item in items]
         done = await asyncio.gather(
-            *(self.ingest(body, "application/cloudevents+json", received_at) for body in bodies),
+            *(self.ingest(body, CLOUDEVENTS_MEDIA_TYPE, received_at) for body in bodies),
             return_exceptions=True,
         )
         results: list[dict[str, object]] = []
@@ -327,7 +325,7 @@ class Pipeline:
         if self.publishing >= self._max_in_flight:
             raise Overloaded(
                 f"{self.publishing} publishes are waiting for Kafka (BRIDGE_MAX_IN_FLIGHT); retry shortly",
-                retry_after_s=1,
+                retry_after_s=RETRY_AFTER_OVERLOADED_S,
                 event_id=event_id,
             )
         self.publishing += 1

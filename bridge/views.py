@@ -26,17 +26,18 @@ from bridge.errors import (
     Unauthorized,
     UnsupportedMediaType,
 )
+from bridge.http_contract import (
+    BATCH_MEDIA_TYPE,
+    BINARY_MARKER,
+    JSON_MEDIA_TYPE,
+    RETRY_AFTER_OVERLOADED_S,
+    RETRY_AFTER_S,
+    STRUCTURED_TYPES,
+)
 from bridge.metrics import every_worker_ready, exposition
 from bridge.middleware import LOG_FIELDS
-from bridge.pipeline import RETRY_AFTER_S
 from bridge.state import BRIDGE, Bridge
 
-#: Media types of one structured-mode CloudEvent. Altinn sends the first.
-STRUCTURED_TYPES = frozenset({"application/json", "application/cloudevents+json"})
-#: Media type of a JSON array of structured-mode CloudEvents.
-BATCH_TYPE = "application/cloudevents-batch+json"
-#: A request carrying this header is in HTTP binary content mode (attributes in headers).
-BINARY_MARKER = "ce-specversion"
 #: Batches read at once; with BRIDGE_MAX_BATCH_BYTES this bounds their memory (4 x 4 MiB by default).
 MAX_BATCHES_IN_FLIGHT = 4
 #: Outcomes a batch may contain and still be answered 2xx.
@@ -45,7 +46,7 @@ BATCH_ACCEPTED = frozenset({"published", "duplicate", "validation", "filtered", 
 
 def json_response(body: object, status: int = 200) -> web.Response:
     """A JSON answer rendered with orjson."""
-    return web.Response(status=status, body=orjson.dumps(body), content_type="application/json")
+    return web.Response(status=status, body=orjson.dumps(body), content_type=JSON_MEDIA_TYPE)
 
 
 async def receive_event(request: web.Request) -> web.Response:
@@ -87,7 +88,7 @@ def _authorize(request: web.Request, bridge: Bridge) -> None:
 async def _receive(request: web.Request, bridge: Bridge) -> web.Response:
     http = bridge.settings.http
     fields = request[LOG_FIELDS]
-    is_batch = request.content_type == BATCH_TYPE
+    is_batch = request.content_type == BATCH_MEDIA_TYPE
     # CloudEvents HTTP binding: an application/cloudevents* body is structured even
     # when ce-* headers come along; otherwise ce-specversion means binary mode.
     binary = (
@@ -97,11 +98,13 @@ async def _receive(request: web.Request, bridge: Bridge) -> web.Response:
     )
     try:
         if bridge.readiness.draining:
-            raise ShuttingDown("the bridge is shutting down; retry shortly", retry_after_s=1)
+            raise ShuttingDown(
+                "the bridge is shutting down; retry shortly", retry_after_s=RETRY_AFTER_OVERLOADED_S
+            )
         if bridge.in_flight > http.max_in_flight:
             raise Overloaded(
                 f"more than {http.max_in_flight} requests in flight (BRIDGE_MAX_IN_FLIGHT); retry shortly",
-                retry_after_s=1,
+                retry_after_s=RETRY_AFTER_OVERLOADED_S,
             )
         if is_batch:
             return await _receive_batch(request, bridge, fields)
@@ -109,7 +112,7 @@ async def _receive(request: web.Request, bridge: Bridge) -> web.Response:
             raise UnsupportedMediaType(
                 f"Content-Type {request.content_type!r} is not accepted; send one CloudEvent as "
                 f"application/json or application/cloudevents+json, in binary mode (ce-* headers), "
-                f"or a batch as {BATCH_TYPE}"
+                f"or a batch as {BATCH_MEDIA_TYPE}"
             )
         body = await _read_body(request, http.max_body_bytes, "BRIDGE_MAX_BODY_BYTES", http.read_timeout_s)
     except BridgeError as exc:
@@ -135,7 +138,8 @@ async def _receive_batch(request: web.Request, bridge: Bridge, fields: dict[str,
     http = bridge.settings.http
     if bridge.batches_in_flight >= MAX_BATCHES_IN_FLIGHT:
         raise Overloaded(
-            f"{MAX_BATCHES_IN_FLIGHT} batches are being handled already; retry shortly", retry_after_s=1
+            f"{MAX_BATCHES_IN_FLIGHT} batches are being handled already; retry shortly",
+            retry_after_s=RETRY_AFTER_OVERLOADED_S,
         )
     bridge.batches_in_flight += 1
     try:

@@ -162,4 +162,4 @@ def test_served_media_types_are_the_views():
     from bridge import views  # noqa: PLC0415 - the constants under test
 
     content = document(make_settings())["components"]["requestBodies"]["Events"]["content"]
-    assert set(content) == {*views.STRUCTURED_TYPES, views.BATCH_TYPE, BINARY_DATA_MEDIA_TYPE}
+    assert set(content) == {*views.STRUCTURED_TYPES, views.BATCH_MEDIA_TYPE, BINARY_DATA_MEDIA_TYPE}
