@@ -37,7 +37,7 @@ async def _run(settings: Settings) -> tuple[float, float]:
     publisher = KafkaPublisher(settings.kafka)
     await publisher.start()
     pipeline = Pipeline(settings, publisher, Metrics(CollectorRegistry()))
-    pipeline.dedupe_ready = True  # nothing to load: a fresh broker
+    pipeline.lifecycle.window_loaded()  # nothing to load: a fresh broker
     batches = [[{**template, "id": str(uuid.uuid4())} for _ in range(BATCH_SIZE)] for _ in range(BATCHES)]
     admitted = asyncio.Semaphore(AT_ONCE)
 

@@ -26,7 +26,7 @@ SOAK_KEPT_UP = 0.95
 #: Under overload RSS must stop growing: the last third's peak within this of the first third's.
 OVERLOAD_PLATEAU_PCT = 10.0
 HEALTHZ_P99_MS = 50.0
-#: What the bridge promises to bound under overload (README "Overload"): 512 bodies of
+#: What the bridge promises to bound under overload (docs/http-api.md, "Overload"): 512 bodies of
 #: 64 KiB and 4 batches of 4 MiB, in MiB. The overload run's growth must stay under it,
 #: plus the dedupe window's entries for the events it published meanwhile.
 BODY_BOUND_MIB = (512 * 64 * 1024 + 4 * 4 * 2**20) / 2**20

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 from collections.abc import AsyncIterator
 
@@ -12,7 +11,7 @@ from prometheus_client import CollectorRegistry
 
 from bridge import views
 from bridge.auth import Guard, parse_networks
-from bridge.config import AuthMode, DedupeMode, Settings
+from bridge.config import DedupeMode, Settings
 from bridge.dedupe_store import DedupeFollower
 from bridge.health import Readiness
 from bridge.http_contract import (
@@ -23,13 +22,14 @@ from bridge.http_contract import (
     OPENAPI_PATH,
     READYZ_PATH,
 )
+from bridge.lifecycle import Admission, Lifecycle, Phase
 from bridge.logs import get_logger
 from bridge.metrics import Metrics
 from bridge.middleware import access_middleware, problem_middleware
 from bridge.pipeline import Pipeline
 from bridge.publisher import KafkaPublisher, Publisher
+from bridge.server_settings import AuthMode
 from bridge.state import BRIDGE, Bridge
-from bridge.workers import WORKER_ENV
 
 #: Back-off between attempts to connect the producer at start-up, in seconds.
 CONNECT_BACKOFF_S = (0.5, 1.0, 2.0, 5.0)
@@ -50,13 +50,17 @@ def create_app(
     """Build the aiohttp application. Nothing connects until the app starts."""
     publisher = publisher if publisher is not None else KafkaPublisher(settings.kafka)
     metrics = Metrics(registry if registry is not None else CollectorRegistry())
-    pipeline = Pipeline(settings, publisher, metrics)
+    lifecycle = Lifecycle(needs_dedupe_window=settings.dedupe.mode is DedupeMode.KAFKA)
+    admission = Admission(lifecycle, settings.http.max_in_flight, metrics.in_flight)
+    pipeline = Pipeline(settings, publisher, metrics, lifecycle, admission)
     bridge = Bridge(
         settings=settings,
         publisher=publisher,
         metrics=metrics,
+        lifecycle=lifecycle,
+        admission=admission,
         pipeline=pipeline,
-        readiness=Readiness(settings.health, publisher, pipeline),
+        readiness=Readiness(settings.health, lifecycle, publisher),
         guard=Guard(
             settings.auth.tokens,
             required=settings.auth.mode is AuthMode.TOKEN,
@@ -82,7 +86,7 @@ def create_app(
     app.router.add_get(METRICS_PATH, views.metrics)
     app.router.add_get(OPENAPI_PATH, views.openapi_json)
     app.cleanup_ctx.append(_producer_ctx)
-    if WORKER_ENV in os.environ:
+    if settings.is_worker:
         app.cleanup_ctx.append(_readiness_ctx)
     if settings.reconcile.enabled:
         # After the producer's context, so it is stopped first and the producer flushes last.
@@ -103,11 +107,11 @@ async def _producer_ctx(app: web.Application) -> AsyncIterator[None]:
         await asyncio.gather(connecting, return_exceptions=True)
     if bridge.follower is not None:
         await bridge.follower.stop()
-    if not bridge.readiness.producer_started:
+    if not bridge.lifecycle.producer_started:
         return
     timeout_s = PRODUCER_STOP_TIMEOUT_S
-    if bridge.shutdown_deadline is not None:
-        timeout_s = max(0.5, min(timeout_s, bridge.shutdown_deadline - time.monotonic()))
+    if bridge.lifecycle.deadline is not None:
+        timeout_s = max(0.5, min(timeout_s, bridge.lifecycle.deadline - time.monotonic()))
     # Dedupe state records still on their way, then the producer's flush.
     cut_short = await bridge.pipeline.settle_background(timeout_s / 2)
     if cut_short:
@@ -159,16 +163,18 @@ async def _reconcile(bridge: Bridge) -> None:
     # Imported here: a bridge that does not reconcile never loads the Altinn client.
     from bridge.reconcile_runner import run_continuously  # noqa: PLC0415
 
-    # Two flags other tasks set (and the follower may clear); a poll keeps them where they are.
-    while not (bridge.readiness.producer_started and bridge.pipeline.dedupe_ready):  # noqa: ASYNC110
+    # The phase other tasks move; a poll keeps them where they are.
+    while bridge.lifecycle.phase is Phase.STARTING:  # noqa: ASYNC110
         await asyncio.sleep(RECONCILE_START_POLL_S)
+    if bridge.lifecycle.phase is not Phase.READY:
+        return  # stopping or failed before it could start
     try:
         await run_continuously(bridge.settings, bridge.pipeline, bridge.publisher, bridge.metrics)
     except asyncio.CancelledError:
         raise
     except Exception:  # noqa: BLE001 - whatever killed it, the bridge must stop
         _log.exception("reconciler died; stopping the bridge")
-    bridge.fail("reconciler stopped")
+    bridge.lifecycle.fail("reconciler stopped")
 
 
 async def _connect(bridge: Bridge) -> None:
@@ -182,7 +188,7 @@ async def _connect(bridge: Bridge) -> None:
             attempt += 1
             await asyncio.sleep(delay)
         else:
-            bridge.readiness.producer_started = True
+            bridge.lifecycle.producer_up()
             _log.info("producer started", bootstrap_servers=list(bridge.settings.kafka.bootstrap_servers))
             break
     if bridge.follower is not None:
@@ -202,7 +208,7 @@ async def _load_dedupe(bridge: Bridge, follower: DedupeFollower) -> None:
             attempt += 1
             await asyncio.sleep(delay)
         else:
-            bridge.pipeline.dedupe_ready = True
+            bridge.lifecycle.window_loaded()
             _log.info(
                 "dedupe window loaded",
                 topic=bridge.settings.dedupe.topic,
@@ -223,5 +229,4 @@ async def _follow(bridge: Bridge, follower: DedupeFollower) -> None:
         raise
     except Exception:  # noqa: BLE001 - whatever killed it, the bridge must stop
         _log.exception("dedupe follower died; stopping the bridge")
-    bridge.pipeline.dedupe_ready = False
-    bridge.fail("dedupe follower stopped")
+    bridge.lifecycle.fail("dedupe follower stopped", window_lost=True)

@@ -18,7 +18,7 @@ from typing import Final
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
-#: Altinn's published egress addresses (see README, "What Altinn really sends").
+#: Altinn's published egress addresses (docs/http-api.md, "What Altinn really sends").
 ALTINN_EGRESS: Final[dict[str, tuple[str, ...]]] = {
     "altinn-tt02": ("20.100.24.41/32",),
     "altinn-production": ("20.100.46.139/32",),

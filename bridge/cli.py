@@ -20,7 +20,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="altinn-bridge",
         description="Receive Altinn 3 Correspondence events by webhook and publish them to Kafka. "
-        "Configured by environment variables (see README).",
+        "Configured by environment variables (docs/configuration.md).",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command")
@@ -46,7 +46,8 @@ def _add_reconcile_parser(sub: argparse._SubParsersAction[argparse.ArgumentParse
     reconcile = sub.add_parser(
         "reconcile",
         help="pull a resource's events from Altinn once and publish those no push delivered "
-        '(KAFKA_*/BRIDGE_* and MASKINPORTEN_*/ALTINN_* variables; see README, "Reconciling")',
+        "(KAFKA_*/BRIDGE_* and MASKINPORTEN_*/ALTINN_* variables; "
+        'see docs/operations.md, "Reconciling from the pull API")',
         description="Read Altinn's pull API from the stored cursor (or --after / --from-start) until caught "
         "up, through the same validation, filters, dedupe and publishing as a push, storing the cursor as it "
         "goes. Progress on stderr, a JSON summary on stdout. Exits 1 if another process holds the cursor.",
@@ -94,7 +95,7 @@ def _add_subscription_parser(sub: argparse._SubParsersAction[argparse.ArgumentPa
     subscription = sub.add_parser(
         "subscription",
         help="create, list, show or delete Altinn Events subscriptions (Maskinporten client in "
-        'MASKINPORTEN_* variables, ALTINN_ENVIRONMENT; see README, "Subscribing in Altinn")',
+        'MASKINPORTEN_* variables, ALTINN_ENVIRONMENT; see docs/operations.md, "Subscribing in Altinn")',
         description="Manage Altinn Events subscriptions. Results are printed as JSON on stdout, notes on "
         "stderr. Altinn caches subscriptions: changes take up to an hour to take effect.",
     )
@@ -182,20 +183,20 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     if workers < 1:
         print("altinn-bridge: --workers must be at least 1", file=sys.stderr)  # noqa: T201
         return 2
-    return _run(settings, workers)
+    return _run(settings, workers, env)
 
 
-def _run(settings: Settings, workers: int) -> int:
+def _run(settings: Settings, workers: int, env: Mapping[str, str]) -> int:
     configure_logging(settings.log_level, cache_loggers=True)
     log = get_logger("bridge.cli")
-    unknown = unknown_variables(os.environ)
+    unknown = unknown_variables(env)
     if unknown:
         log.warning("unknown BRIDGE_* variables ignored (typo?)", names=unknown)
     # Imported here to keep `topics`/`check-config` free of aiohttp and aiokafka.
-    from bridge.workers import WORKER_ENV, supervise  # noqa: PLC0415
+    from bridge.workers import supervise  # noqa: PLC0415
 
-    if workers > 1 and WORKER_ENV not in os.environ:
-        return supervise(settings, workers)
+    if workers > 1 and not settings.is_worker:
+        return supervise(settings, workers, env)
     try:
         with asyncio.Runner(loop_factory=_loop_factory()) as runner:
             return runner.run(_serve(settings))

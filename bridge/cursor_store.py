@@ -16,8 +16,8 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from bridge.config import KafkaSettings
 from bridge.kafka_security import client_options
+from bridge.kafka_settings import KafkaSettings
 from bridge.publisher import Publisher
 
 #: How long one fetch waits for records while loading, in milliseconds.

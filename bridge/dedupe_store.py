@@ -25,16 +25,16 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
+from typing import Protocol
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError
 
 from bridge.config import Settings
-from bridge.dedupe import Seen, dedupe_key, unrecorded_ranges
+from bridge.dedupe import Dedupe, Seen, dedupe_key, unrecorded_ranges
 from bridge.kafka_security import client_options
 from bridge.logs import get_logger
 from bridge.metrics import Metrics
-from bridge.pipeline import Pipeline
 
 #: How long one fetch waits for records, in milliseconds.
 _FETCH_WAIT_MS = 200
@@ -63,10 +63,27 @@ class LoadReport:
     took_s: float = 0.0
 
 
+class Window(Protocol):
+    """What the follower needs of the pipeline: its dedupe window and where it writes."""
+
+    @property
+    def dedupe(self) -> Dedupe | None:
+        """The window (None when dedupe is off)."""
+
+    def remember(self, key: bytes, seen: Seen) -> None:
+        """Take a key published elsewhere (another replica, an earlier run)."""
+
+    def record_state(self, key: bytes, seen: Seen, event_id: str) -> None:
+        """Write a committed key to the state topic."""
+
+    def topics(self) -> list[str]:
+        """Every topic events may be written to."""
+
+
 class DedupeFollower:
     """Loads and follows the state topic into the pipeline's dedupe window."""
 
-    def __init__(self, settings: Settings, pipeline: Pipeline, metrics: Metrics) -> None:
+    def __init__(self, settings: Settings, pipeline: Window, metrics: Metrics) -> None:
         self._settings = settings
         self._pipeline = pipeline
         self._metrics = metrics

@@ -14,7 +14,7 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Final
+from typing import Any, Final, Literal, TypeAlias, get_args
 from urllib.parse import unquote_to_bytes
 
 import orjson
@@ -56,18 +56,31 @@ KNOWN_TYPES: Final = frozenset(
 _RFC3339 = re.compile(r"(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?([Zz]|[+-]\d{2}:\d{2})")
 
 
+#: Why a body can never be a valid event: ``InvalidEvent.reason``, a stable code for senders
+#: (``reason`` in answers) and consumers (dead-letter header ``dlq_reason``).
+InvalidReason: TypeAlias = Literal[
+    "invalid_json",
+    "not_an_object",
+    "missing_attribute",
+    "invalid_attribute",
+    "unsupported_specversion",
+]
+#: Every :data:`InvalidReason`, in the order above (the OpenAPI document lists the same).
+INVALID_REASONS: Final[tuple[InvalidReason, ...]] = get_args(InvalidReason)
+
+
 class InvalidEvent(ValueError):
     """A body that can never become a valid event; permanent, never retried.
 
-    ``reason`` is a short stable code (used in dead-letter headers), ``field``
+    ``reason`` is a short stable code (:data:`InvalidReason`), ``field``
     names the offending attribute when there is one, ``detail`` is for humans.
     ``event_id`` is the ``id`` the body carried, if any (masked, shortened), so
     that a dead-lettered event can be found by the id Altinn shows.
     """
 
-    def __init__(self, reason: str, detail: str, field: str | None = None) -> None:
+    def __init__(self, reason: InvalidReason, detail: str, field: str | None = None) -> None:
         super().__init__(detail)
-        self.reason = reason
+        self.reason: InvalidReason = reason
         self.detail = detail
         self.field = field
         self.event_id: str | None = None
@@ -313,10 +326,12 @@ def _from_attributes(body: bytes, attrs: dict[str, Any]) -> Event | ValidationHa
 
 __all__ = [
     "CORRESPONDENCE_PREFIX",
+    "INVALID_REASONS",
     "KNOWN_TYPES",
     "VALIDATION_TYPE",
     "Event",
     "InvalidEvent",
+    "InvalidReason",
     "ValidationHandshake",
     "is_json_media_type",
     "parse_event",

@@ -7,8 +7,15 @@ lets everything through.
 
 from __future__ import annotations
 
+from typing import Final, Literal, TypeAlias, get_args
+
 from bridge.config import FilterSettings
 from bridge.events import Event
+
+#: The filter that kept an event out (``filtered_by`` in answers and logs), one per setting.
+FilterName: TypeAlias = Literal["source", "resource", "type", "alternativesubject"]
+#: Every :data:`FilterName`, in the order the filters are applied (the OpenAPI document lists the same).
+FILTER_NAMES: Final[tuple[FilterName, ...]] = get_args(FilterName)
 
 
 class Filters:
@@ -30,7 +37,7 @@ class Filters:
         self._alt_prefixes = tuple(prefixes)
         self._alt_enabled = bool(settings.alternativesubjects)
 
-    def rejects(self, event: Event) -> str | None:
+    def rejects(self, event: Event) -> FilterName | None:
         """The name of the filter that keeps ``event`` out, or ``None`` if it passes.
 
         The name never carries the value (which may be personal data).

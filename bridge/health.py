@@ -1,48 +1,42 @@
-"""Readiness: producer connected, dedupe window loaded, broker reachable, not draining.
+"""Readiness: the lifecycle's start-up steps done, not draining or failed, and the broker reachable.
 
-The broker check is cached; a background task that failed also fails readiness.
-
-Liveness (``/healthz``) never comes here: a Kafka outage must not make
-Kubernetes restart the pod.
+The broker check is cached. Liveness (``/healthz``) never comes here: a Kafka
+outage must not make Kubernetes restart the pod.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from typing import Protocol
 
-from bridge.config import HealthSettings
 from bridge.errors import PublishError
-from bridge.pipeline import Pipeline
-from bridge.publisher import Publisher
+from bridge.lifecycle import Lifecycle
+from bridge.server_settings import HealthSettings
+
+
+class BrokerCheck(Protocol):
+    """What readiness needs of the publisher: one bounded reachability check."""
+
+    async def check(self, timeout_s: float) -> None:
+        """Return when the broker answers; raise :class:`PublishError` otherwise."""
 
 
 class Readiness:
     """Evaluates readiness; broker checks run at most once per interval, one at a time."""
 
-    def __init__(self, settings: HealthSettings, publisher: Publisher, pipeline: Pipeline) -> None:
+    def __init__(self, settings: HealthSettings, lifecycle: Lifecycle, broker: BrokerCheck) -> None:
         self._settings = settings
-        self._publisher = publisher
-        self._pipeline = pipeline
-        self.producer_started = False
-        self.draining = False
-        self.failure: str | None = None
+        self._lifecycle = lifecycle
+        self._broker_check = broker
         self._checked_at = float("-inf")
         self._broker_problem: str | None = "not checked yet"
         self._lock = asyncio.Lock()
 
     async def problems(self) -> dict[str, str]:
         """Failing checks by name, each with a short reason; empty when ready."""
-        problems: dict[str, str] = {}
-        if self.draining:
-            problems["draining"] = "shutting down"
-        if self.failure is not None:
-            problems["failed"] = self.failure
-        if not self._pipeline.dedupe_ready:
-            problems["dedupe"] = "dedupe window not loaded from Kafka yet"
-        if not self.producer_started:
-            problems["producer"] = "Kafka producer not started yet"
-        else:
+        problems = self._lifecycle.problems()
+        if self._lifecycle.producer_started:
             broker = await self._broker()
             if broker is not None:
                 problems["broker"] = broker
@@ -54,7 +48,7 @@ class Readiness:
         async with self._lock:  # one check at a time; waiters reuse its result
             if not self._fresh():
                 try:
-                    await self._publisher.check(self._settings.ready_check_timeout_s)
+                    await self._broker_check.check(self._settings.ready_check_timeout_s)
                     self._broker_problem = None
                 except PublishError as exc:
                     self._broker_problem = exc.detail

@@ -2,7 +2,8 @@
 
 A leaf: it imports nothing of the bridge, so the handlers, the middleware, the
 log masking and the tests all read the same names. The OpenAPI document
-(``docs/openapi.json``) states the same facts for clients; tests tie the two.
+(``bridge/openapi.json``, served at ``/openapi.json``) states the same facts for
+clients; tests tie the two.
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ from typing import Any
 from aiokafka.abc import AbstractTokenProvider
 from aiokafka.helpers import create_ssl_context
 
-from bridge.config import KafkaSecurity, SaslMechanism
+from bridge.kafka_settings import KafkaSecurity, SaslMechanism
 
 
 class FileTokenProvider(AbstractTokenProvider):  # type: ignore[misc]  # aiokafka ships no types

@@ -25,9 +25,9 @@ from collections.abc import Awaitable, Callable
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
 
-from bridge.config import KafkaSettings
 from bridge.cursor_store import CursorTopicMissing
 from bridge.kafka_security import client_options
+from bridge.kafka_settings import KafkaSettings
 from bridge.logs import get_logger
 
 #: How often the group loop wakes up (it must poll within the rebalance timeout), in milliseconds.

@@ -6,7 +6,6 @@ Every label has a bounded set of values whatever is sent: event types are the
 
 from __future__ import annotations
 
-import os
 import platform
 from typing import Final
 
@@ -17,7 +16,6 @@ from bridge import __version__
 from bridge.events import CORRESPONDENCE_PREFIX, KNOWN_TYPES, VALIDATION_TYPE
 
 #: Set (by the worker supervisor) when several processes share one set of metrics.
-MULTIPROC_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 OUTCOMES: Final = (
     "published",
@@ -230,26 +228,26 @@ class Metrics:
             self.reconcile_errors.labels(kind)
 
 
-def exposition(registry: CollectorRegistry) -> bytes:
+def exposition(registry: CollectorRegistry, metrics_dir: str | None) -> bytes:
     """The text exposition: this process's ``registry``, or every worker's when several run.
 
     With ``PROMETHEUS_MULTIPROC_DIR`` set, prometheus-client keeps values in files
     there; a collector over that directory sums counters and histograms across
     workers and applies each gauge's multiprocess mode.
     """
-    if os.environ.get(MULTIPROC_DIR_ENV):
+    if metrics_dir:
         merged = CollectorRegistry()
-        MultiProcessCollector(merged)  # type: ignore[no-untyped-call]  # untyped in prometheus-client
+        MultiProcessCollector(merged, metrics_dir)  # type: ignore[no-untyped-call]  # untyped in prometheus-client
         return generate_latest(merged)
     return generate_latest(registry)
 
 
-def every_worker_ready() -> bool:
+def every_worker_ready(metrics_dir: str | None) -> bool:
     """With several workers: whether each one's ready gauge says 1 (True with one process)."""
-    if not os.environ.get(MULTIPROC_DIR_ENV):
+    if not metrics_dir:
         return True
     merged = CollectorRegistry()
-    MultiProcessCollector(merged)  # type: ignore[no-untyped-call]  # untyped in prometheus-client
+    MultiProcessCollector(merged, metrics_dir)  # type: ignore[no-untyped-call]  # untyped in prometheus-client
     values = [
         sample.value
         for family in merged.collect()

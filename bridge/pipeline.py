@@ -22,12 +22,12 @@ from bridge.errors import (
     DedupeNotReady,
     InvalidEventRejected,
     KafkaUnavailable,
-    Overloaded,
     PublishError,
 )
 from bridge.events import Event, InvalidEvent, ValidationHandshake, parse_event, structured_from_binary
 from bridge.filters import Filters
-from bridge.http_contract import CLOUDEVENTS_MEDIA_TYPE, RETRY_AFTER_OVERLOADED_S, RETRY_AFTER_S
+from bridge.http_contract import CLOUDEVENTS_MEDIA_TYPE, RETRY_AFTER_S
+from bridge.lifecycle import Admission, Lifecycle
 from bridge.logs import get_logger
 from bridge.metrics import Metrics, type_label
 from bridge.personal_data import mask_national_ids
@@ -67,16 +67,26 @@ class Outcome:
 class Pipeline:
     """Validates, filters, dedupes, routes and publishes events; built once per app."""
 
-    def __init__(self, settings: Settings, publisher: Publisher, metrics: Metrics) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        publisher: Publisher,
+        metrics: Metrics,
+        lifecycle: Lifecycle | None = None,
+        admission: Admission | None = None,
+    ) -> None:
+        """``lifecycle`` and ``admission`` are the app's; a pipeline used on its own makes its own."""
         self._policy = settings.invalid_event_policy
         self._deadletter_topic = settings.topics.deadletter
         self._router = Router(settings.topics, settings.record_mode)
         self._filters = Filters(settings.filters)
         self._publisher = publisher
         self._metrics = metrics
-        self._max_in_flight = settings.http.max_in_flight
+        if lifecycle is None:
+            lifecycle = Lifecycle(needs_dedupe_window=settings.dedupe.mode is DedupeMode.KAFKA)
+        self.lifecycle = lifecycle
+        self._admission = admission or Admission(lifecycle, settings.http.max_in_flight)
         self._publish_timeout_s = settings.kafka.publish_timeout_s
-        self.publishing = 0
         #: State-record writes not yet acknowledged (awaited, bounded, before the producer stops).
         self._background: set[asyncio.Future[Delivery]] = set()
         #: None when dedupe is off; otherwise the window, also fed by the state follower.
@@ -86,8 +96,6 @@ class Pipeline:
             else Dedupe(settings.dedupe.window_s, settings.dedupe.max_entries)
         )
         self._state_topic = settings.dedupe.topic if settings.dedupe.mode is DedupeMode.KAFKA else None
-        #: False until the dedupe window is loaded from the state topic (kafka mode only).
-        self.dedupe_ready = self._state_topic is None
 
     async def ingest(self, body: bytes, content_type: str, received_at: float) -> Outcome:
         """Handle one structured-mode body received at ``received_at`` (epoch seconds)."""
@@ -96,7 +104,7 @@ class Pipeline:
         except InvalidEvent as exc:
             return await self._counted("other", self._invalid(body, content_type, received_at, exc))
         if isinstance(parsed, ValidationHandshake):
-            self._metrics.events.labels("validation", "validatesubscription").inc()
+            self._count("validation", "validatesubscription")
             return Outcome("validation", event_id=parsed.id)
         return await self._counted(type_label(parsed.type), self._event(parsed, received_at))
 
@@ -158,7 +166,15 @@ class Pipeline:
             outcome = result.outcome
             return result
         finally:
-            self._metrics.events.labels(outcome, label).inc()
+            self._count(outcome, label)
+
+    def count_refused(self, outcome: str) -> None:
+        """A request refused before any event in it was handled (auth aside): counted as type ``other``."""
+        self._count(outcome, "other")
+
+    def _count(self, outcome: str, label: str) -> None:
+        """The one place the events metric moves: once per event or refused request, whatever happened."""
+        self._metrics.events.labels(outcome, label).inc()
 
     async def _event(self, event: Event, received_at: float) -> Outcome:
         if event.time_parsed is not None:
@@ -173,7 +189,7 @@ class Pipeline:
         return await self._deduped(self.dedupe, event)
 
     async def _deduped(self, dedupe: Dedupe, event: Event) -> Outcome:
-        if not self.dedupe_ready:
+        if not self.lifecycle.dedupe_ready:
             raise DedupeNotReady(
                 "the bridge is still loading its dedupe window from Kafka; retry shortly",
                 retry_after_s=RETRY_AFTER_S,
@@ -322,24 +338,16 @@ class Pipeline:
     async def _publish(
         self, topic: str, key: bytes | None, value: bytes, headers: Headers, event_id: str | None = None
     ) -> Delivery:
-        if self.publishing >= self._max_in_flight:
-            raise Overloaded(
-                f"{self.publishing} publishes are waiting for Kafka (BRIDGE_MAX_IN_FLIGHT); retry shortly",
-                retry_after_s=RETRY_AFTER_OVERLOADED_S,
-                event_id=event_id,
-            )
-        self.publishing += 1
-        started = time.perf_counter()
-        try:
-            delivery = await self._publisher.publish(topic, key, value, headers)
-        except PublishError as exc:
-            self._metrics.publish_seconds.labels("error").observe(time.perf_counter() - started)
-            self._metrics.producer_errors.labels(exc.kind).inc()
-            unavailable = KafkaUnavailable(exc.detail, retry_after_s=RETRY_AFTER_S, event_id=event_id)
-            unavailable.late = exc.late
-            raise unavailable from exc
-        finally:
-            self.publishing -= 1
+        with self._admission.publish(event_id):
+            started = time.perf_counter()
+            try:
+                delivery = await self._publisher.publish(topic, key, value, headers)
+            except PublishError as exc:
+                self._metrics.publish_seconds.labels("error").observe(time.perf_counter() - started)
+                self._metrics.producer_errors.labels(exc.kind).inc()
+                unavailable = KafkaUnavailable(exc.detail, retry_after_s=RETRY_AFTER_S, event_id=event_id)
+                unavailable.late = exc.late
+                raise unavailable from exc
         self._metrics.publish_seconds.labels("ok").observe(time.perf_counter() - started)
         return delivery
 

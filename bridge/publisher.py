@@ -19,9 +19,9 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 from aiokafka.producer.message_accumulator import BatchBuilder
 
-from bridge.config import KafkaSettings
 from bridge.errors import PublishError
 from bridge.kafka_security import client_options
+from bridge.kafka_settings import KafkaSettings
 from bridge.routing import Headers
 
 

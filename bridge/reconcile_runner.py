@@ -139,7 +139,7 @@ async def run_once(
     try:
         await publisher.start()
         await follower.load()
-        pipeline.dedupe_ready = True
+        pipeline.lifecycle.window_loaded()
         following = asyncio.create_task(follower.follow(), name="dedupe-follow")
         try:
             code = await _reconcile_once(

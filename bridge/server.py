@@ -23,7 +23,6 @@ from bridge.config import Settings
 from bridge.logs import get_logger
 from bridge.ops_server import OpsServer
 from bridge.state import BRIDGE, Bridge
-from bridge.workers import WORKER_ENV
 
 _log = get_logger("bridge.server")
 
@@ -47,13 +46,11 @@ async def serve(settings: Settings) -> int:
         settings.http.host,
         settings.http.port,
         ssl_context=_tls(settings),
-        reuse_port=WORKER_ENV in os.environ,  # one of several workers on this port
+        reuse_port=settings.is_worker,  # one of several workers on this port
     )
     ops = None
     if settings.http.ops_port:
-        ops = OpsServer(
-            bridge, settings.http.ops_host, settings.http.ops_port, reuse_port=WORKER_ENV in os.environ
-        )
+        ops = OpsServer(bridge, settings.http.ops_host, settings.http.ops_port, reuse_port=settings.is_worker)
     try:
         await site.start()
         if ops is not None:
@@ -91,14 +88,14 @@ async def _serve_until_stopped(runner: web.AppRunner, bridge: Bridge, settings: 
         config=settings.describe(),
     )
     got_signal = asyncio.ensure_future(signals.get())
-    failed = asyncio.ensure_future(bridge.failed.wait())
+    failed = asyncio.ensure_future(bridge.lifecycle.failed.wait())
     await asyncio.wait([got_signal, failed], return_when=asyncio.FIRST_COMPLETED)
     if got_signal.done():
         failed.cancel()
         await _shutdown(runner, bridge, signals, signal.Signals(got_signal.result()).name)
         return 0
     got_signal.cancel()
-    _log.error("stopping after a failure", failure=bridge.failure)
+    _log.error("stopping after a failure", failure=bridge.lifecycle.failure)
     await _shutdown(runner, bridge, signals, "failure")
     return 1
 
@@ -118,8 +115,7 @@ async def _shutdown(runner: web.AppRunner, bridge: Bridge, signals: asyncio.Queu
     cfg = bridge.settings.shutdown
     started = time.monotonic()
     deadline = started + cfg.grace_s
-    bridge.shutdown_deadline = deadline
-    bridge.readiness.draining = True
+    bridge.lifecycle.drain(deadline)
     bridge.metrics.ready.set(0)
     _log.info("draining", signal=name, drain_s=cfg.drain_s, grace_s=cfg.grace_s)
 
@@ -132,10 +128,10 @@ async def _shutdown(runner: web.AppRunner, bridge: Bridge, signals: asyncio.Queu
         pass
 
     # Requests already in flight finish their publish (each bounded by the publish timeout).
-    while bridge.in_flight and time.monotonic() < deadline - 1.0:  # noqa: ASYNC110 - 50 ms poll, only while stopping
+    while bridge.admission.requests and time.monotonic() < deadline - 1.0:  # noqa: ASYNC110 - 50 ms poll, only while stopping
         await asyncio.sleep(0.05)
-    if bridge.in_flight:
-        _log.error("grace period over with requests in flight", in_flight=bridge.in_flight)
+    if bridge.admission.requests:
+        _log.error("grace period over with requests in flight", in_flight=bridge.admission.requests)
 
     # Stops the listener, cancels what is left after shutdown_timeout, runs cleanup_ctx.
     await runner.cleanup()

@@ -5,13 +5,13 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
-from typing import Any
+from importlib import resources
+from typing import Any, Final
 
 import orjson
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from bridge import openapi
 from bridge.auth import Denied
 from bridge.errors import (
     BatchIncomplete,
@@ -19,10 +19,8 @@ from bridge.errors import (
     BridgeError,
     Forbidden,
     InvalidBatch,
-    Overloaded,
     PayloadTooLarge,
     RequestTimeout,
-    ShuttingDown,
     Unauthorized,
     UnsupportedMediaType,
 )
@@ -30,7 +28,6 @@ from bridge.http_contract import (
     BATCH_MEDIA_TYPE,
     BINARY_MARKER,
     JSON_MEDIA_TYPE,
-    RETRY_AFTER_OVERLOADED_S,
     RETRY_AFTER_S,
     STRUCTURED_TYPES,
 )
@@ -38,8 +35,6 @@ from bridge.metrics import every_worker_ready, exposition
 from bridge.middleware import LOG_FIELDS
 from bridge.state import BRIDGE, Bridge
 
-#: Batches read at once; with BRIDGE_MAX_BATCH_BYTES this bounds their memory (4 x 4 MiB by default).
-MAX_BATCHES_IN_FLIGHT = 4
 #: Outcomes a batch may contain and still be answered 2xx.
 BATCH_ACCEPTED = frozenset({"published", "duplicate", "validation", "filtered", "dead_lettered"})
 
@@ -56,13 +51,8 @@ async def receive_event(request: web.Request) -> web.Response:
     """
     bridge = request.app[BRIDGE]
     _authorize(request, bridge)
-    bridge.metrics.in_flight.inc()
-    bridge.in_flight += 1
-    try:
+    with bridge.admission.request():
         return await _receive(request, bridge)
-    finally:
-        bridge.in_flight -= 1
-        bridge.metrics.in_flight.dec()
 
 
 def _authorize(request: web.Request, bridge: Bridge) -> None:
@@ -97,15 +87,7 @@ async def _receive(request: web.Request, bridge: Bridge) -> web.Response:
         and not request.content_type.startswith("application/cloudevents")
     )
     try:
-        if bridge.readiness.draining:
-            raise ShuttingDown(
-                "the bridge is shutting down; retry shortly", retry_after_s=RETRY_AFTER_OVERLOADED_S
-            )
-        if bridge.in_flight > http.max_in_flight:
-            raise Overloaded(
-                f"more than {http.max_in_flight} requests in flight (BRIDGE_MAX_IN_FLIGHT); retry shortly",
-                retry_after_s=RETRY_AFTER_OVERLOADED_S,
-            )
+        bridge.admission.admit_request()
         if is_batch:
             return await _receive_batch(request, bridge, fields)
         if not binary and request.content_type not in STRUCTURED_TYPES:
@@ -118,7 +100,7 @@ async def _receive(request: web.Request, bridge: Bridge) -> web.Response:
     except BridgeError as exc:
         # Refused before any event was handled; a batch's own answer is counted per event.
         if not isinstance(exc, BatchIncomplete | BatchRejected):
-            bridge.metrics.events.labels(exc.outcome, "other").inc()
+            bridge.pipeline.count_refused(exc.outcome)
         raise
     content_type = request.headers.get("Content-Type", "")
     if binary:
@@ -136,17 +118,9 @@ async def _receive(request: web.Request, bridge: Bridge) -> web.Response:
 
 async def _receive_batch(request: web.Request, bridge: Bridge, fields: dict[str, Any]) -> web.Response:
     http = bridge.settings.http
-    if bridge.batches_in_flight >= MAX_BATCHES_IN_FLIGHT:
-        raise Overloaded(
-            f"{MAX_BATCHES_IN_FLIGHT} batches are being handled already; retry shortly",
-            retry_after_s=RETRY_AFTER_OVERLOADED_S,
-        )
-    bridge.batches_in_flight += 1
-    try:
+    with bridge.admission.batch():
         body = await _read_body(request, http.max_batch_bytes, "BRIDGE_MAX_BATCH_BYTES", http.read_timeout_s)
         return await _batch(bridge, body, fields)
-    finally:
-        bridge.batches_in_flight -= 1
 
 
 async def _read_body(request: web.Request, limit: int, setting: str, timeout_s: float) -> bytes:
@@ -210,9 +184,14 @@ async def _batch(bridge: Bridge, body: bytes, fields: dict[str, Any]) -> web.Res
     )
 
 
-async def openapi_json(request: web.Request) -> web.Response:
-    """The OpenAPI 3.1 description of this API."""
-    return json_response(openapi.document(request.app[BRIDGE].settings))
+#: The OpenAPI 3.1 description of this API (``bridge/openapi.json``, package data), read once.
+#: The same for every configuration; tests/unit/test_openapi.py ties it to the code.
+OPENAPI_DOCUMENT: Final = resources.files("bridge").joinpath("openapi.json").read_bytes()
+
+
+async def openapi_json(_: web.Request) -> web.Response:
+    """The OpenAPI document, served as it is in the package."""
+    return web.Response(body=OPENAPI_DOCUMENT, content_type=JSON_MEDIA_TYPE)
 
 
 async def healthz(_: web.Request) -> web.Response:
@@ -229,7 +208,7 @@ async def ready_problems(bridge: Bridge) -> dict[str, str]:
     """Failing readiness checks (empty when ready); keeps the ready gauge current."""
     problems = await bridge.readiness.problems()
     bridge.metrics.ready.set(0 if problems else 1)
-    if not problems and not every_worker_ready():
+    if not problems and not every_worker_ready(bridge.settings.process.metrics_dir):
         # Kubernetes probes one worker; traffic reaches all of them.
         problems["workers"] = "another worker of this bridge is not ready yet"
     return problems
@@ -249,6 +228,6 @@ async def metrics(request: web.Request) -> web.Response:
 
 def metrics_response(bridge: Bridge) -> web.Response:
     """``/metrics``' answer (prometheus-client's registry is safe to read from any thread)."""
-    response = web.Response(body=exposition(bridge.metrics.registry))
+    response = web.Response(body=exposition(bridge.metrics.registry, bridge.settings.process.metrics_dir))
     response.headers["Content-Type"] = CONTENT_TYPE_LATEST
     return response

@@ -24,14 +24,13 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Mapping
 from types import FrameType
 
 from bridge.config import Settings
 from bridge.logs import get_logger
-from bridge.metrics import MULTIPROC_DIR_ENV
+from bridge.server_settings import METRICS_DIR_ENV, WORKER_OF_ENV
 
-#: Environment variable that tells a process it is one of several workers.
-WORKER_ENV = "ALTINN_BRIDGE_WORKER_OF"  # outside BRIDGE_*: not a user setting
 #: Extra time, beyond the shutdown grace period, before workers are killed.
 KILL_MARGIN_S = 5.0
 _POLL_S = 0.2
@@ -39,10 +38,10 @@ _POLL_S = 0.2
 _log = get_logger("bridge.workers")
 
 
-def supervise(settings: Settings, workers: int) -> int:
-    """Run ``workers`` copies of ``altinn-bridge serve`` until a signal or a worker's death."""
+def supervise(settings: Settings, workers: int, environ: Mapping[str, str]) -> int:
+    """Run ``workers`` copies of ``altinn-bridge serve`` in ``environ``, until a signal or a worker dies."""
     metrics_dir = tempfile.mkdtemp(prefix="altinn-bridge-metrics-")
-    env = {**os.environ, MULTIPROC_DIR_ENV: metrics_dir, WORKER_ENV: str(os.getpid())}
+    env = {**environ, METRICS_DIR_ENV: metrics_dir, WORKER_OF_ENV: str(os.getpid())}
     stopping: list[int] = []
 
     def on_signal(signum: int, _: FrameType | None) -> None:

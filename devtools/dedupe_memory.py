@@ -1,7 +1,7 @@
 """Memory cost of one dedupe window entry, measured with tracemalloc on the real
 :class:`bridge.dedupe.Dedupe`: ``python -m devtools.dedupe_memory [ENTRIES]``.
 
-The README's figure for ``BRIDGE_DEDUPE_MAX_ENTRIES`` comes from this.
+The figure in ``BRIDGE_DEDUPE_MAX_ENTRIES``' help (docs/configuration.md) comes from this.
 """
 
 from __future__ import annotations

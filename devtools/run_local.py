@@ -44,7 +44,7 @@ def main() -> int:
     if "KAFKA_BOOTSTRAP_SERVERS" not in env:
         broker = _local_broker(state_dir)
         env["KAFKA_BOOTSTRAP_SERVERS"] = broker.bootstrap
-        # Tansu cannot do the idempotent producer (see README); real Kafka keeps the default.
+        # Tansu cannot do the idempotent producer (docs/configuration.md); real Kafka keeps the default.
         env.setdefault("KAFKA_ENABLE_IDEMPOTENCE", "false")
     env.setdefault("BRIDGE_HTTP_HOST", "127.0.0.1")
     env.setdefault("BRIDGE_HTTP_PORT", "8080")

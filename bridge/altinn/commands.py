@@ -22,7 +22,7 @@ from bridge.altinn.events_api import EventsApi, Retrying
 from bridge.altinn.settings import AltinnSettings
 from bridge.altinn.subscriptions import REFUSED_FILTERS, Refused, plan, redact
 from bridge.altinn.tokens import EXCHANGE_PATH, TokenProvider
-from bridge.config import ConfigError
+from bridge.envconfig import ConfigError
 
 #: Bound on one HTTP call to Maskinporten or Altinn (connect + answer); retries come on top.
 REQUEST_TIMEOUT_S: Final = 30.0

@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
 from bridge.altinn.errors import TokenError, quote_body
 from bridge.altinn.settings import MaskinportenSettings
-from bridge.config import ConfigError
+from bridge.envconfig import ConfigError
 
 GRANT_TYPE: Final = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 #: Lifetime of an assertion. Maskinporten refuses more than 120 s; less leaves room for clock skew.

@@ -1,25 +1,23 @@
 """Settings of the Altinn tooling, built once from an explicit mapping.
 
-``AltinnSettings.from_env(os.environ)`` in the CLI, a plain dict in tests, like
+``AltinnSettings.from_env(environ)`` in the CLI, a plain dict in tests, like
 :class:`bridge.config.Settings`. The names are not ``BRIDGE_*``: they configure
 the Altinn client (subscription and reconcile commands), and the server reads
 them only with ``BRIDGE_RECONCILE=on`` (:class:`bridge.config.ReconcileSettings`).
-Invalid configuration raises :class:`bridge.config.ConfigError` listing every bad
-variable. Pure: no framework
-imports, and no secret is read here (the private key is loaded where it signs).
+Invalid configuration raises :class:`bridge.envconfig.ConfigError` listing every
+bad variable. Pure: no framework imports, and no secret is read here (the private key
+is loaded where it signs).
 """
 
 from __future__ import annotations
 
 import enum
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Final
 from urllib.parse import urlsplit
 
-from bridge.config import ConfigError, Variable
+from bridge.envconfig import ConfigError, Declarations, Reader, Variable, one_of, optional, optional_file
 
 
 class AltinnEnvironment(enum.StrEnum):
@@ -49,41 +47,91 @@ _ENDPOINTS: Final[dict[AltinnEnvironment, _Endpoints]] = {
 
 DEFAULT_SCOPES: Final = "altinn:events.subscribe"
 
-#: Every variable the Altinn tooling reads, in the order of the README table.
-VARIABLES: Final[dict[str, Variable]] = {
-    "ALTINN_ENVIRONMENT": Variable(
+DECLARED: Final = Declarations()
+env = DECLARED.setting
+
+
+def _url(raw: str) -> str | None:
+    """An absolute URL: https, or http to this machine only (local fakes); tokens travel in it."""
+    if not raw:
+        return None
+    parts = urlsplit(raw)
+    if parts.scheme == "https" and parts.hostname:
+        return raw
+    if parts.scheme == "http" and parts.hostname in _LOOPBACK:
+        return raw
+    raise ValueError("expected an absolute https:// URL (http:// only to localhost/127.0.0.1)")
+
+
+def _scopes(raw: str) -> tuple[str, ...]:
+    scopes = tuple(raw.split())
+    if not scopes:
+        raise ValueError("name at least one, e.g. altinn:events.subscribe")
+    return scopes
+
+
+_LOOPBACK: Final = frozenset({"localhost", "127.0.0.1", "::1"})
+
+
+@dataclass(frozen=True, slots=True)
+class _Variables:
+    """The variables as set; :meth:`AltinnSettings.from_env` derives the endpoints from them."""
+
+    environment: AltinnEnvironment = env(
+        "ALTINN_ENVIRONMENT",
+        one_of(AltinnEnvironment),
         "tt02",
         "`tt02` or `production`: picks Maskinporten's token endpoint and audience and Altinn's "
         "platform URL. TT02 by default, so a forgotten variable never touches production.",
-    ),
-    "MASKINPORTEN_CLIENT_ID": Variable(
-        None, "Your Maskinporten client's id (the assertion's `iss`). Required."
-    ),
-    "MASKINPORTEN_KEY_ID": Variable(
-        None, "The `kid` under which the client's public key is registered in Maskinporten. Required."
-    ),
-    "MASKINPORTEN_PRIVATE_KEY_FILE": Variable(
-        None, "PEM file of the client's RSA private key (unencrypted), which signs the assertion. Required."
-    ),
-    "MASKINPORTEN_SCOPES": Variable(
+    )
+    client_id: str | None = env(
+        "MASKINPORTEN_CLIENT_ID",
+        optional,
+        "",
+        "Your Maskinporten client's id (the assertion's `iss`). Required.",
+    )
+    key_id: str | None = env(
+        "MASKINPORTEN_KEY_ID",
+        optional,
+        "",
+        "The `kid` under which the client's public key is registered in Maskinporten. Required.",
+    )
+    private_key_file: str | None = env(
+        "MASKINPORTEN_PRIVATE_KEY_FILE",
+        optional_file,
+        "",
+        "PEM file of the client's RSA private key (unencrypted), which signs the assertion. Required.",
+    )
+    scopes: tuple[str, ...] = env(
+        "MASKINPORTEN_SCOPES",
+        _scopes,
         DEFAULT_SCOPES,
         "Scopes to ask for, space-separated. Service owners add `altinn:serviceowner`.",
-    ),
-    "MASKINPORTEN_TOKEN_URL": Variable(
-        "", "Override of Maskinporten's token endpoint (tests and local fakes). Empty: the environment's."
-    ),
-    "MASKINPORTEN_AUDIENCE": Variable(
+    )
+    token_url: str | None = env(
+        "MASKINPORTEN_TOKEN_URL",
+        _url,
+        "",
+        "Override of Maskinporten's token endpoint (tests and local fakes). Empty: the environment's.",
+    )
+    audience: str | None = env(
+        "MASKINPORTEN_AUDIENCE",
+        _url,
         "",
         "Override of the assertion's `aud`. Empty: the environment's, or the origin of "
         "`MASKINPORTEN_TOKEN_URL` with a trailing `/` when that is set.",
-    ),
-    "ALTINN_PLATFORM_URL": Variable(
-        "", "Override of Altinn's platform base URL (tests and local fakes). Empty: the environment's."
-    ),
-}
+    )
+    platform_url: str | None = env(
+        "ALTINN_PLATFORM_URL",
+        _url,
+        "",
+        "Override of Altinn's platform base URL (tests and local fakes). Empty: the environment's.",
+    )
 
+
+#: Every variable the Altinn tooling reads, in the order of docs/configuration.md.
+VARIABLES: Final[dict[str, Variable]] = DECLARED.user_variables()
 _CREDENTIALS: Final = ("MASKINPORTEN_CLIENT_ID", "MASKINPORTEN_KEY_ID", "MASKINPORTEN_PRIVATE_KEY_FILE")
-_LOOPBACK: Final = frozenset({"localhost", "127.0.0.1", "::1"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,81 +166,33 @@ class AltinnSettings:
         With ``credentials=False`` a missing Maskinporten client is not a problem
         (values that are set are still checked).
         """
-        r = _Reader(env)
-        raw_environment = r.get("ALTINN_ENVIRONMENT").lower()
-        try:
-            environment = AltinnEnvironment(raw_environment)
-        except ValueError:
-            r.problems.append(f"ALTINN_ENVIRONMENT={raw_environment!r}: expected tt02 or production")
-            environment = AltinnEnvironment.TT02
-        defaults = _ENDPOINTS[environment]
-        platform_url = r.url("ALTINN_PLATFORM_URL", defaults.platform_url).rstrip("/")
-        token_url = r.url("MASKINPORTEN_TOKEN_URL", defaults.token_url)
+        reader = Reader(env, DECLARED.variables)
+        given = reader.load(_Variables)
+        defaults = _ENDPOINTS[given.environment]
+        platform_url = (given.platform_url or defaults.platform_url).rstrip("/")
+        token_url = given.token_url or defaults.token_url
         # Maskinporten's audience is its issuer: the token endpoint's origin, with a slash.
         audience_default = defaults.audience if token_url == defaults.token_url else _origin(token_url) + "/"
-        audience = r.url("MASKINPORTEN_AUDIENCE", audience_default)
-        scopes = tuple(r.get("MASKINPORTEN_SCOPES").split())
-        if not scopes:
-            r.problems.append("MASKINPORTEN_SCOPES is empty: name at least one, e.g. altinn:events.subscribe")
-        client = r.credentials(required=credentials)
-        if r.problems:
-            raise ConfigError(r.problems)
+        audience = given.audience or audience_default
+        client = (given.client_id, given.key_id, given.private_key_file)
+        missing = [name for name, value in zip(_CREDENTIALS, client, strict=True) if not value]
+        if credentials or len(missing) < len(_CREDENTIALS):
+            reader.problems += [
+                f"{name} is required: {VARIABLES[name].help}" for name in missing if name not in reader.failed
+            ]
+        if reader.problems:
+            raise ConfigError(reader.problems)
         maskinporten = None
-        if client is not None:
-            client_id, key_id, key_file = client
+        if given.client_id and given.key_id and given.private_key_file:
             maskinporten = MaskinportenSettings(
-                client_id=client_id,
-                key_id=key_id,
-                private_key_file=key_file,
-                scopes=scopes,
+                client_id=given.client_id,
+                key_id=given.key_id,
+                private_key_file=given.private_key_file,
+                scopes=given.scopes,
                 token_url=token_url,
                 audience=audience,
             )
-        return cls(environment=environment, platform_url=platform_url, maskinporten=maskinporten)
-
-
-class _Reader:
-    """Reads variables, collecting problems instead of stopping at the first."""
-
-    def __init__(self, env: Mapping[str, str]) -> None:
-        self.env = env
-        self.problems: list[str] = []
-
-    def get(self, name: str) -> str:
-        raw = self.env.get(name)
-        return (raw if raw is not None else VARIABLES[name].default or "").strip()
-
-    def url(self, name: str, default: str) -> str:
-        raw = self.get(name)
-        if not raw:
-            return default
-        try:
-            return _url(raw)
-        except ValueError as exc:
-            self.problems.append(f"{name}={raw!r}: {exc}")
-            return default
-
-    def credentials(self, *, required: bool) -> tuple[str, str, str] | None:
-        """Client id, key id and key file; ``None`` when none is set and none is ``required``."""
-        client_id, key_id, key_file = (self.get(name) for name in _CREDENTIALS)
-        missing = [
-            name for name, value in zip(_CREDENTIALS, (client_id, key_id, key_file), strict=True) if not value
-        ]
-        if required or len(missing) < len(_CREDENTIALS):
-            self.problems += [f"{name} is required: {VARIABLES[name].help}" for name in missing]
-        if key_file and (not Path(key_file).is_file() or not os.access(key_file, os.R_OK)):
-            self.problems.append(f"MASKINPORTEN_PRIVATE_KEY_FILE={key_file!r}: no readable file there")
-        return None if missing else (client_id, key_id, key_file)
-
-
-def _url(raw: str) -> str:
-    """An absolute URL: https, or http to this machine only (local fakes); tokens travel in it."""
-    parts = urlsplit(raw)
-    if parts.scheme == "https" and parts.hostname:
-        return raw
-    if parts.scheme == "http" and parts.hostname in _LOOPBACK:
-        return raw
-    raise ValueError("expected an absolute https:// URL (http:// only to localhost/127.0.0.1)")
+        return cls(environment=given.environment, platform_url=platform_url, maskinporten=maskinporten)
 
 
 def _origin(url: str) -> str:

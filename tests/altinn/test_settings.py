@@ -1,4 +1,4 @@
-"""ALTINN_*/MASKINPORTEN_* settings: defaults per environment, every problem at once, the README table."""
+"""ALTINN_*/MASKINPORTEN_* settings: defaults per environment, every problem at once."""
 
 from __future__ import annotations
 
@@ -8,9 +8,6 @@ import pytest
 
 from bridge.altinn.settings import VARIABLES, AltinnEnvironment, AltinnSettings
 from bridge.config import ConfigError
-from tests.unit.test_core_purity import _bridge_module_source, imported_modules
-
-README = Path(__file__).parents[2] / "README.md"
 
 
 def _client(key_file: Path) -> dict[str, str]:
@@ -98,29 +95,3 @@ def test_bridge_settings_do_not_call_these_unknown() -> None:
     from bridge.config import unknown_variables  # noqa: PLC0415
 
     assert unknown_variables(dict.fromkeys(VARIABLES, "x")) == []
-
-
-def test_readme_documents_every_variable() -> None:
-    text = README.read_text()
-    section = text[text.index("## Subscribing in Altinn") :]
-    for name in VARIABLES:
-        assert f"`{name}`" in section, name
-
-
-@pytest.mark.parametrize("module", ["altinn.settings", "altinn.subscriptions", "altinn.errors"])
-def test_rule_modules_are_pure(module: str) -> None:
-    """Settings and subscription rules import no HTTP, Kafka or crypto library, also indirectly."""
-    forbidden = {"aiohttp", "aiokafka", "prometheus_client", "structlog", "jwt", "cryptography"}
-    todo, seen, found = [f"bridge.{module}"], set(), {}
-    while todo:
-        name = todo.pop()
-        source = _bridge_module_source(name)
-        if name in seen or source is None:
-            continue
-        seen.add(name)
-        imports = imported_modules(source)
-        if hits := {n.split(".")[0] for n in imports} & forbidden:
-            found[name] = hits
-        todo.extend(n for n in imports if n.split(".")[0] == "bridge")
-    assert f"bridge.{module}" in seen
-    assert found == {}

@@ -161,7 +161,7 @@ def test_tokens_are_not_in_repr_or_describe():
     assert settings.auth.tokens == (TOKEN, OTHER)
     assert TOKEN not in repr(settings)
     assert TOKEN not in str(settings.describe())
-    assert settings.describe()["auth_tokens"] == 2
+    assert settings.describe()["BRIDGE_AUTH_TOKENS"] == 2
 
 
 def test_bad_networks_are_reported_per_variable():

@@ -130,7 +130,7 @@ def test_reconciling_on_with_everything_set(tmp_path) -> None:
     assert settings.reconcile.page_size == 1000
     assert settings.reconcile.altinn is not None
     assert settings.reconcile.altinn.platform_url == "https://platform.altinn.no"
-    assert settings.describe()["reconcile"] is True
+    assert settings.describe()["BRIDGE_RECONCILE"] is True
     # `altinn-bridge topics` (and devtools.broker.provision) list the cursor topic last.
     assert topics_to_provision(settings)[-2:] == [
         "altinn.correspondence.dedupe",
