@@ -1,14 +1,11 @@
-"""Fakes of Maskinporten and Altinn (devtools/fake_altinn.py) on 127.0.0.1, and a client key for them.
+"""The Altinn client's settings and token provider, pointed at the fake Maskinporten + Altinn.
 
-The key is generated here; the fakes run on ephemeral ports in a thread of their
-own, so the synchronous CLI (``main([...], env=...)``) and async tests can both
-call them. ``clock`` drives the fakes and the token provider alike, so tests move
-time instead of sleeping.
+The fakes, the client key and ``clock`` are fixtures of tests/support/altinn.py; ``http``
+(the client session) is tests/support/http.py's.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
@@ -18,8 +15,8 @@ import pytest
 from bridge.altinn.settings import AltinnSettings, MaskinportenSettings
 from bridge.altinn.tokens import TokenProvider
 from devtools.fake_altinn import FakeAltinn
-from tests.conftest import VALID
-from tests.fake_altinn import CLIENT_ID, KEY_ID, RESOURCE, Clock  # noqa: F401 - re-exported for the tests
+from tests.support.altinn import RESOURCE, Clock
+from tests.support.events import VALID
 
 #: The bridge's token in the endpoint URL: a secret the output must show only as a fingerprint.
 BRIDGE_TOKEN = "bridge-path-token-0123456789abcdefXYZ"
@@ -44,16 +41,10 @@ def maskinporten(settings: AltinnSettings) -> MaskinportenSettings:
 
 
 @pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as s:
-        yield s
-
-
-@pytest.fixture
 def provider(
-    session: aiohttp.ClientSession, settings: AltinnSettings, maskinporten: MaskinportenSettings, clock: Clock
+    http: aiohttp.ClientSession, settings: AltinnSettings, maskinporten: MaskinportenSettings, clock: Clock
 ) -> TokenProvider:
-    return TokenProvider(session, maskinporten, settings.platform_url, clock=clock)
+    return TokenProvider(http, maskinporten, settings.platform_url, clock=clock)
 
 
 def correspondence_events() -> list[dict[str, object]]:

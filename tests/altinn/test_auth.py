@@ -17,7 +17,8 @@ from bridge.altinn.tokens import TokenProvider, exchange
 from bridge.config import ConfigError
 from devtools.broker import free_port
 from devtools.fake_altinn import FakeAltinn, Urls, generate_key, pem
-from tests.altinn.conftest import CLIENT_ID, KEY_ID, Clock, secrets_of
+from tests.altinn.conftest import secrets_of
+from tests.support.altinn import CLIENT_ID, KEY_ID, Clock
 
 
 async def test_the_assertion_carries_what_maskinporten_checks(
@@ -104,7 +105,7 @@ def _with(settings: MaskinportenSettings, **changes: object) -> MaskinportenSett
     ],
 )
 async def test_maskinportens_error_description_is_shown_without_secrets(  # noqa: PLR0917 - fixtures + params
-    session: aiohttp.ClientSession,
+    http: aiohttp.ClientSession,
     settings: AltinnSettings,
     maskinporten: MaskinportenSettings,
     fake: FakeAltinn,
@@ -112,7 +113,7 @@ async def test_maskinportens_error_description_is_shown_without_secrets(  # noqa
     changes: dict[str, object],
     expected: str,
 ) -> None:
-    provider = TokenProvider(session, _with(maskinporten, **changes), settings.platform_url)
+    provider = TokenProvider(http, _with(maskinporten, **changes), settings.platform_url)
     with pytest.raises(TokenError) as raised:
         await provider.token()
     message = str(raised.value)
@@ -124,28 +125,28 @@ async def test_maskinportens_error_description_is_shown_without_secrets(  # noqa
 
 
 async def test_a_key_maskinporten_does_not_know_is_refused(
-    session: aiohttp.ClientSession, settings: AltinnSettings, maskinporten: MaskinportenSettings
+    http: aiohttp.ClientSession, settings: AltinnSettings, maskinporten: MaskinportenSettings
 ) -> None:
-    provider = TokenProvider(session, maskinporten, settings.platform_url, key=generate_key())
+    provider = TokenProvider(http, maskinporten, settings.platform_url, key=generate_key())
     with pytest.raises(TokenError, match=r"invalid_grant: .*Invalid signature"):
         await provider.token()
 
 
 async def test_exchange_refusal_names_the_status_not_the_token(
-    session: aiohttp.ClientSession, settings: AltinnSettings
+    http: aiohttp.ClientSession, settings: AltinnSettings
 ) -> None:
     bogus = AccessToken("not-a-maskinporten-token-abcdef", 120)
     with pytest.raises(TokenError) as raised:
-        await exchange(session, settings.platform_url, bogus)
+        await exchange(http, settings.platform_url, bogus)
     assert "Altinn's token exchange answered HTTP 401" in str(raised.value)
     assert bogus.value not in str(raised.value)
 
 
 async def test_unreachable_maskinporten(
-    session: aiohttp.ClientSession, settings: AltinnSettings, maskinporten: MaskinportenSettings
+    http: aiohttp.ClientSession, settings: AltinnSettings, maskinporten: MaskinportenSettings
 ) -> None:
     closed = f"http://127.0.0.1:{free_port()}/token"
-    provider = TokenProvider(session, _with(maskinporten, token_url=closed), settings.platform_url)
+    provider = TokenProvider(http, _with(maskinporten, token_url=closed), settings.platform_url)
     with pytest.raises(TokenError, match=f"cannot reach Maskinporten at {closed}"):
         await provider.token()
 

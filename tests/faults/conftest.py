@@ -1,7 +1,6 @@
-"""Fixtures of the fault tests: the integration suite's brokers and bridge processes.
+"""The fault scenarios' summary: each scenario's line, also when output is captured (as in CI).
 
-pytest only sees fixtures defined in (or imported into) a conftest on the test's
-path, so the ones the scenarios use are imported here.
+Their brokers and bridge processes are the shared fixtures of tests/support.
 """
 
 from __future__ import annotations
@@ -9,13 +8,6 @@ from __future__ import annotations
 import pytest
 
 from tests.faults.load import REPORTED
-from tests.integration.conftest import (  # noqa: F401 - imported so pytest registers them
-    durable_broker,
-    http,
-    kafka_bootstrap,
-    own_broker,
-    start_bridge,
-)
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

@@ -22,17 +22,15 @@ import math
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import aiohttp
 import orjson
 
-from devtools.show_topic import read_topics
-from tests.conftest import ALTINN_CONTENT_TYPE, FIXTURES
-from tests.integration.conftest import DEFAULT_TOPICS
+from tests.support.events import ALTINN_CONTENT_TYPE, FIXTURES
+from tests.support.http import EVENTS_PATH
+from tests.support.kafka import ce_id_counts
 
-EVENTS_PATH = "/api/v1/events"
 TEMPLATE = orjson.loads((FIXTURES / "valid" / "06-correspondencepublished.json").read_bytes())
 #: What a connection failure or client-side timeout is recorded as, instead of a status.
 ERROR = "error"
@@ -213,22 +211,6 @@ class Report:
         return " ".join(f"{k}={v}" for k, v in fields.items())
 
 
-def kafka_counts(bootstrap: str, ids: Iterable[str], idle_s: float = 1.0) -> Counter[str]:
-    """How many records of the event topics carry each of ``ids`` in ``ce_id``."""
-    wanted = set(ids)
-    max_s = 120.0
-    started = time.monotonic()
-    records = read_topics(bootstrap, DEFAULT_TOPICS, idle_s=idle_s, max_s=max_s)
-    # read_topics stops quietly at max_s; a cut-short read would look like loss.
-    assert time.monotonic() - started < max_s, "reading Kafka back hit its time limit"
-    counts: Counter[str] = Counter()
-    for record in records:
-        event_id = (record["headers"].get("ce_id") or b"").decode(errors="replace")
-        if event_id in wanted:
-            counts[event_id] += 1
-    return counts
-
-
 #: Every scenario's line, in the order they ran; repeated in the run's summary (tests/faults/conftest.py).
 REPORTED: list[str] = []
 
@@ -237,10 +219,10 @@ def report(load: Load, bootstrap: str, **extra: object) -> Report:
     """Read Kafka back and summarise ``load``; prints its line."""
     sent = set(load.bodies)
     ok = load.ok_ids()
-    counts = kafka_counts(bootstrap, sent)
+    counts = ce_id_counts(bootstrap, sent)
     if ok - set(counts):
         # Before calling anything lost, read once more, more patiently.
-        counts = kafka_counts(bootstrap, sent, idle_s=3.0)
+        counts = ce_id_counts(bootstrap, sent, idle_s=3.0)
     lost_ids = sorted(ok - set(counts))
     result = Report(
         sent=len(sent),

@@ -21,7 +21,7 @@ import orjson
 import pytest
 
 from tests.faults.load import ERROR, Load, report
-from tests.integration.conftest import wait_for_status
+from tests.support.waiting import wait_for_status
 
 pytestmark = pytest.mark.faults
 

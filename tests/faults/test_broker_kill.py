@@ -18,7 +18,7 @@ from collections import Counter
 import pytest
 
 from tests.faults.load import ERROR, Load, report
-from tests.integration.conftest import wait_for_status
+from tests.support.waiting import wait_for_status
 
 pytestmark = pytest.mark.faults
 

@@ -12,7 +12,7 @@ from collections import Counter
 import pytest
 
 from tests.faults.load import Load, new_event, report
-from tests.integration.conftest import wait_for_status
+from tests.support.waiting import wait_for_status
 
 pytestmark = pytest.mark.faults
 

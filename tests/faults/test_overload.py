@@ -21,7 +21,7 @@ import aiohttp
 import pytest
 
 from tests.faults.load import ERROR, Load, percentile, report
-from tests.integration.conftest import wait_for_status
+from tests.support.waiting import wait_for_status
 
 pytestmark = pytest.mark.faults
 

@@ -22,7 +22,7 @@ from bridge.config import Settings
 from bridge.errors import PublishError
 from bridge.state import BRIDGE
 from tests.fuzz.support import Contract, fuzz_settings
-from tests.http.conftest import TrackingPublisher
+from tests.support.fakes import FakePublisher
 
 T = TypeVar("T")
 
@@ -63,7 +63,7 @@ class AppUnderTest:
 
     name: str
     client: TestClient
-    publisher: TrackingPublisher
+    publisher: FakePublisher
     settings: Settings
     contract: Contract
 
@@ -91,7 +91,7 @@ class Harness:
         return self.loop.run_until_complete(coro)
 
     async def _start(self, name: str, settings: Settings) -> AppUnderTest:
-        publisher = TrackingPublisher()
+        publisher = FakePublisher()
         if name in KAFKA_DOWN:
             publisher.fail_with = PublishError("timeout", "no acknowledgement within 10 s (fake)")
         app = create_app(settings, publisher=publisher, registry=CollectorRegistry())
@@ -102,10 +102,10 @@ class Harness:
         client = TestClient(server)
         await client.start_server()
         for _ in range(200):
-            if app[BRIDGE].readiness.producer_started:
+            if app[BRIDGE].lifecycle.producer_started:
                 break
             await asyncio.sleep(0.01)
-        return AppUnderTest(name, client, publisher, settings, Contract(settings))
+        return AppUnderTest(name, client, publisher, settings, Contract())
 
     def close(self) -> None:
         for app in self.apps.values():

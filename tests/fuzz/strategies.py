@@ -1,6 +1,6 @@
 """Hypothesis strategies for what a sender can put on the wire.
 
-Valid events are built from the README's rules (not from the parser), so that
+Valid events are built from docs/http-api.md's rules (not from the parser), so that
 "every valid event round-trips" tests the parser against the contract; the
 rest is garbage of every kind: arbitrary bytes, JSON of the wrong shape, every
 attribute with a wrong JSON type, broken UTF-8, deep nesting, huge numbers,
@@ -113,7 +113,7 @@ def event_types(draw: st.DrawFn, *, validation: bool = True) -> str:
 
 @st.composite
 def valid_events(draw: st.DrawFn, *, validation: bool = True) -> dict[str, Any]:
-    """A JSON object the README says is a valid event (or Altinn's validation event)."""
+    """A JSON object docs/http-api.md says is a valid event (or Altinn's validation event)."""
     event: dict[str, Any] = {
         "specversion": "1.0",
         "id": draw(nonempty_text),

@@ -1,6 +1,6 @@
 """Shared plumbing of the fuzz tests: settings, a live app, the OpenAPI contract, case counts.
 
-Every answer the fuzz tests get is checked twice: against what the README
+Every answer the fuzz tests get is checked twice: against what docs/http-api.md
 promises (status < 500 unless Kafka is deliberately down; every non-2xx is an
 RFC 9457 problem) and against the OpenAPI document the app serves.
 """
@@ -24,16 +24,15 @@ from prometheus_client import CollectorRegistry
 
 from bridge.app import create_app
 from bridge.config import Settings
-from bridge.openapi import document
 from bridge.state import BRIDGE
-from tests.conftest import FakePublisher, make_settings
+from bridge.views import OPENAPI_DOCUMENT
 from tests.fuzz import known_bugs
+from tests.support.fakes import FakePublisher
+from tests.support.http import EVENTS_PATH
+from tests.support.settings import make_settings
 
 #: The token the fuzzed apps accept (BRIDGE_AUTH=token).
 TOKEN = "fuzz-test-token-0123456789-abcdefXYZ"
-PROBLEM_CONTENT_TYPE = "application/problem+json"
-PROBLEM_TYPE = "urn:altinn-kafka-bridge:problem:"
-EVENTS_PATH = "/api/v1/events"
 TOKEN_PATH = EVENTS_PATH + "/{token}"
 
 
@@ -150,7 +149,7 @@ def live_app(settings: Settings, publisher: FakePublisher) -> Iterator[LiveApp]:
         raise RuntimeError("the live app did not start within 10 s")
     app, loop = state["app"], state["loop"]
     deadline = time.monotonic() + 5
-    while not app[BRIDGE].readiness.producer_started and time.monotonic() < deadline:
+    while not app[BRIDGE].lifecycle.producer_started and time.monotonic() < deadline:
         time.sleep(0.01)
     try:
         yield LiveApp(f"http://127.0.0.1:{state['port']}", state["port"], app, loop)
@@ -162,26 +161,11 @@ def live_app(settings: Settings, publisher: FakePublisher) -> Iterator[LiveApp]:
 # --- the contract --------------------------------------------------------------------
 
 
-def assert_problem(status: int, content_type: str, body: bytes) -> dict[str, Any]:
-    """A non-2xx answer of the app: RFC 9457 with the members the README promises."""
-    assert content_type == PROBLEM_CONTENT_TYPE, (status, content_type, body[:300])
-    problem = orjson.loads(body)
-    assert isinstance(problem, dict), problem
-    assert problem["status"] == status, problem
-    assert isinstance(problem["type"], str), problem
-    assert problem["type"].startswith(PROBLEM_TYPE), problem
-    assert len(problem["type"]) > len(PROBLEM_TYPE), problem
-    for member in ("title", "detail"):
-        assert isinstance(problem[member], str), problem
-        assert problem[member], problem
-    return problem
-
-
 class Contract:
-    """The OpenAPI document of one app: checks a real answer against what it says."""
+    """The OpenAPI document the app serves: checks a real answer against what it says."""
 
-    def __init__(self, settings: Settings) -> None:
-        self.doc = document(settings)
+    def __init__(self) -> None:
+        self.doc = orjson.loads(OPENAPI_DOCUMENT)
         self._validators: dict[str, jsonschema_rs.Validator] = {}
 
     def _resolve(self, node: dict[str, Any]) -> dict[str, Any]:

@@ -15,9 +15,10 @@ from typing import Any
 import orjson
 import pytest
 
-from tests.conftest import VALID
 from tests.fuzz.harness import Answer, AppUnderTest, Harness, read_answer
-from tests.fuzz.support import EVENTS_PATH, PROBLEM_TYPE, TOKEN, FuzzStats, assert_problem
+from tests.fuzz.support import TOKEN, FuzzStats
+from tests.support.events import VALID
+from tests.support.http import EVENTS_PATH, PROBLEM_TYPE, assert_problem
 
 pytestmark = pytest.mark.fuzz
 

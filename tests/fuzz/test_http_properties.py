@@ -3,9 +3,9 @@
 Every generated combination of configuration, route, credentials, media type,
 ``ce-*`` headers and body is answered with a status below 500 (503 only where
 the fake Kafka is down), never crashes, every non-2xx answer is an RFC 9457
-problem, and every answer is what the OpenAPI document of that configuration
-says (status, media type, body schema, headers). On top, the outcomes the
-README promises: valid events are published once, bad credentials are 401, a
+problem, and every answer is what the OpenAPI document says (status, media
+type, body schema, headers), whatever the configuration. On top, the outcomes the
+docs/http-api.md promises: valid events are published once, bad credentials are 401, a
 batch gets one result per event.
 """
 
@@ -23,16 +23,8 @@ from hypothesis import strategies as st
 from bridge.events import VALIDATION_TYPE
 from tests.fuzz import strategies
 from tests.fuzz.harness import CONFIGURATIONS, KAFKA_DOWN, Answer, AppUnderTest, Harness
-from tests.fuzz.support import (
-    EVENTS_PATH,
-    PROBLEM_TYPE,
-    TOKEN,
-    TOKEN_PATH,
-    FuzzStats,
-    answer_is_acceptable,
-    assert_problem,
-    hypothesis_settings,
-)
+from tests.fuzz.support import TOKEN, TOKEN_PATH, FuzzStats, answer_is_acceptable, hypothesis_settings
+from tests.support.http import EVENTS_PATH, PROBLEM_TYPE, assert_problem
 
 pytestmark = pytest.mark.fuzz
 

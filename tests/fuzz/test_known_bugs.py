@@ -16,10 +16,11 @@ import orjson
 import pytest
 
 from bridge.events import InvalidEvent, parse_event, structured_from_binary
-from tests.conftest import VALID
 from tests.fuzz import known_bugs
 from tests.fuzz.harness import Answer, Harness, read_answer
-from tests.fuzz.support import EVENTS_PATH, TOKEN, assert_problem
+from tests.fuzz.support import TOKEN
+from tests.support.events import VALID
+from tests.support.http import EVENTS_PATH, assert_problem
 
 pytestmark = pytest.mark.fuzz
 

@@ -5,15 +5,10 @@ from __future__ import annotations
 import pytest
 
 from bridge.auth import fingerprint
-from tests.conftest import ALTINN_CONTENT_TYPE, LOG_DIR
-from tests.http.conftest import (
-    EVENTS_PATH,
-    body_bytes,
-    json_answer,
-    problem_answer,
-    sample,
-    valid_fixture,
-)
+from tests.support.events import ALTINN_CONTENT_TYPE, body_bytes, valid_fixture
+from tests.support.http import EVENTS_PATH, json_answer, problem_answer
+from tests.support.logs import LOG_DIR
+from tests.support.metrics import sample
 
 PUBLISHED_FIXTURE = valid_fixture("06-correspondencepublished")
 

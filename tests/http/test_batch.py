@@ -1,6 +1,6 @@
 """Batches (``application/cloudevents-batch+json``): one result per event, 2xx only when all are dealt with.
 
-README, "Answers on POST /api/v1/events": 200 ``accepted`` with per-event ``results`` in
+docs/http-api.md, "Answers on POST /api/v1/events": 200 ``accepted`` with per-event ``results`` in
 order when every event is published, duplicate, validation, filtered or dead-lettered;
 503 ``batch-incomplete`` when a resend can help (what was published comes back
 ``duplicate``); 400 ``batch-rejected`` under the ``reject`` policy; 400 ``invalid-batch``
@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,25 +21,20 @@ from aiohttp import ClientResponse
 from aiohttp.test_utils import TestClient
 
 from bridge.errors import PublishError
-from bridge.publisher import Delivery
-from bridge.routing import Headers
-from tests.conftest import VALID, VALIDATION_FIXTURE
-from tests.http.conftest import (
+from tests.support.events import (
     DEADLETTER_TOPIC,
-    EVENTS_PATH,
+    VALID,
     VALID_EVENTS,
-    TrackingPublisher,
+    VALIDATION_FIXTURE,
     attributes,
     default_topic,
-    event_counts,
-    json_answer,
-    problem_answer,
-    retry_after_s,
-    sample,
     type_label,
     valid_fixture,
     with_attributes,
 )
+from tests.support.http import EVENTS_PATH, json_answer, problem_answer, retry_after_s
+from tests.support.metrics import event_counts, sample
+from tests.support.waiting import until
 
 BATCH_TYPE = "application/cloudevents-batch+json"
 PUBLISHED_FIXTURE = valid_fixture("06-correspondencepublished")
@@ -49,38 +42,6 @@ PURGED_FIXTURE = valid_fixture("08-correspondencepurged")
 PRODUCTION_FIXTURE = valid_fixture("23-production-source")
 #: Three ordinary events of three types.
 THREE = [valid_fixture("01-attachmentinitialized"), PUBLISHED_FIXTURE, PURGED_FIXTURE]
-
-
-@dataclass
-class HeldPublisher(TrackingPublisher):
-    """:class:`TrackingPublisher` that can hold publishes at ``gate`` and fail some topics only."""
-
-    gate: asyncio.Event | None = None
-    held: int = 0
-    failing_topics: set[str] = field(default_factory=set)
-
-    async def publish(self, topic: str, key: bytes | None, value: bytes, headers: Headers) -> Delivery:
-        if self.gate is not None:
-            self.held += 1
-            try:
-                await self.gate.wait()
-            finally:
-                self.held -= 1
-        if topic in self.failing_topics:
-            raise PublishError("NotLeaderForPartitionError", f"{topic} has no leader (fake)")
-        return await super().publish(topic, key, value, headers)
-
-
-@pytest.fixture
-def fake_publisher() -> HeldPublisher:
-    return HeldPublisher()
-
-
-async def _until(condition: Callable[[], bool], timeout_s: float = 5.0) -> None:
-    """Wait for ``condition`` (state the test reads, never a duration)."""
-    async with asyncio.timeout(timeout_s):
-        while not condition():
-            await asyncio.sleep(0.005)
 
 
 def _items(paths: list[Path]) -> list[dict[str, Any]]:
@@ -469,13 +430,13 @@ async def test_batch_larger_than_max_body_bytes_is_accepted(make_client, fake_pu
 
 
 async def test_fifth_batch_in_flight_is_overloaded(make_client, fake_publisher, registry):
-    # README: at most 4 batches in flight; beyond that 503 overloaded at once.
+    # docs/http-api.md, "Overload": at most 4 batches in flight; beyond that 503 overloaded at once.
     fake_publisher.gate = asyncio.Event()
     client = await make_client()
     batches = [[orjson.loads(with_attributes(PUBLISHED_FIXTURE, id=f"batch-{n}"))] for n in range(5)]
 
     held = asyncio.gather(*(post_batch(client, batch) for batch in batches[:4]))
-    await _until(lambda: fake_publisher.held == 4)
+    await until(lambda: fake_publisher.held == 4)
     response = await post_batch(client, batches[4])
     problem = await problem_answer(response, 503, "overloaded")
     fake_publisher.gate.set()
@@ -501,7 +462,7 @@ async def test_batch_elements_beyond_max_in_flight_are_overloaded_and_resendable
     items = [orjson.loads(with_attributes(PUBLISHED_FIXTURE, id=f"event-{n}")) for n in range(count)]
 
     posted = asyncio.ensure_future(post_batch(client, items))
-    await _until(
+    await until(
         lambda: (
             fake_publisher.held == limit
             and sample(

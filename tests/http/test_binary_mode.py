@@ -1,6 +1,6 @@
 """Events in HTTP binary content mode: attributes in ``ce-*`` headers, ``data`` in the body.
 
-README, "Endpoints": one event in binary mode (any ``Content-Type``, detected by
+docs/http-api.md, "Endpoints": one event in binary mode (any ``Content-Type``, detected by
 ``ce-specversion``) is accepted like a structured one; the record value is the event
 as structured JSON. CloudEvents HTTP binding 1.0.2, 3.1: header values are
 percent-decoded (space, ``"``, ``%`` and non-ASCII are encoded as UTF-8 ``%XY``;
@@ -19,22 +19,20 @@ import pytest
 from aiohttp import ClientResponse
 from aiohttp.test_utils import TestClient
 
-from tests.conftest import ALTINN_CONTENT_TYPE, VALIDATION_FIXTURE
-from tests.http.conftest import (
+from tests.support.events import (
+    ALTINN_CONTENT_TYPE,
     DEADLETTER_TOPIC,
-    EVENTS_PATH,
     VALID_EVENTS,
+    VALIDATION_FIXTURE,
     attributes,
     body_bytes,
     default_topic,
-    event_counts,
     fixture_ids,
-    json_answer,
-    post_event,
-    problem_answer,
     type_label,
     valid_fixture,
 )
+from tests.support.http import EVENTS_PATH, json_answer, post_event, problem_answer
+from tests.support.metrics import event_counts
 
 PUBLISHED_FIXTURE = valid_fixture("06-correspondencepublished")
 PUBLISHED_TOPIC = "altinn.correspondence.correspondencepublished"

@@ -1,6 +1,6 @@
 """Redeliveries of one event (same ``source`` + ``id``) are published once: what senders see and what moves.
 
-README, "Guarantees": a redelivery within the window is answered ``duplicate`` with where
+docs/http-api.md, "The dedupe window": a redelivery within the window is answered ``duplicate`` with where
 the first copy went; deliveries arriving together publish once (the later ones wait for
 the first one's outcome, and share its failure); ``BRIDGE_DEDUPE=off`` publishes every one.
 """
@@ -9,69 +9,27 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import Callable
-from dataclasses import dataclass
 
 import pytest
 
 from bridge.errors import PublishError
-from bridge.publisher import Delivery
-from bridge.routing import Headers
-from tests.conftest import FIXTURES, INVALID
-from tests.http.conftest import (
+from tests.support.events import (
     DEADLETTER_TOPIC,
-    TrackingPublisher,
+    FIXTURES,
+    INVALID,
     attributes,
     body_bytes,
-    event_counts,
-    json_answer,
-    post_event,
-    problem_answer,
-    retry_after_s,
-    sample,
     valid_fixture,
     with_attributes,
 )
+from tests.support.http import json_answer, post_event, problem_answer, retry_after_s
+from tests.support.metrics import event_counts, sample
+from tests.support.waiting import until
 
 PUBLISHED_FIXTURE = valid_fixture("06-correspondencepublished")
 PUBLISHED_TOPIC = "altinn.correspondence.correspondencepublished"
 NOT_JSON_FIXTURE = FIXTURES / "invalid" / "not-json.txt"
 MISSING_ID_FIXTURE = FIXTURES / "invalid" / "missing-id.json"
-
-
-@dataclass
-class HeldPublisher(TrackingPublisher):
-    """:class:`TrackingPublisher` whose publishes wait at ``gate``, when given, until it opens.
-
-    Lets a test have several deliveries in flight at once without timing: it opens
-    the gate once it has seen every delivery arrive.
-    """
-
-    gate: asyncio.Event | None = None
-    held: int = 0
-    max_held: int = 0
-
-    async def publish(self, topic: str, key: bytes | None, value: bytes, headers: Headers) -> Delivery:
-        if self.gate is not None:
-            self.held += 1
-            self.max_held = max(self.max_held, self.held)
-            try:
-                await self.gate.wait()
-            finally:
-                self.held -= 1
-        return await super().publish(topic, key, value, headers)
-
-
-@pytest.fixture
-def fake_publisher() -> HeldPublisher:
-    return HeldPublisher()
-
-
-async def _until(condition: Callable[[], bool], timeout_s: float = 5.0) -> None:
-    """Wait for ``condition`` (state the test reads, never a duration)."""
-    async with asyncio.timeout(timeout_s):
-        while not condition():
-            await asyncio.sleep(0.005)
 
 
 def _redeliveries(registry, previous: str) -> float:
@@ -168,7 +126,7 @@ async def test_concurrent_deliveries_publish_once(make_client, fake_publisher, r
 
     posts = asyncio.gather(*(post_event(client, PUBLISHED_FIXTURE) for _ in range(count)))
     # Open the gate only once the 49 later deliveries are waiting on the first one.
-    await _until(lambda: _redeliveries(registry, "in_flight") == count - 1 and fake_publisher.held == 1)
+    await until(lambda: _redeliveries(registry, "in_flight") == count - 1 and fake_publisher.held == 1)
     fake_publisher.gate.set()
     answers = [await json_answer(r) for r in await posts]
 
@@ -208,7 +166,7 @@ async def test_first_delivery_failing_fails_the_waiting_ones_too(make_client, fa
     client = await make_client()
 
     posts = asyncio.gather(*(post_event(client, PUBLISHED_FIXTURE) for _ in range(count)))
-    await _until(lambda: _redeliveries(registry, "in_flight") == count - 1 and fake_publisher.held == 1)
+    await until(lambda: _redeliveries(registry, "in_flight") == count - 1 and fake_publisher.held == 1)
     fake_publisher.gate.set()
     responses = await posts
 
@@ -246,7 +204,7 @@ async def test_retry_after_a_failure_shared_by_waiters_is_published_once(
     fake_publisher.fail_with = PublishError("timeout", "Kafka did not acknowledge (fake)")
     client = await make_client()
     posts = asyncio.gather(*(post_event(client, PUBLISHED_FIXTURE) for _ in range(count)))
-    await _until(lambda: _redeliveries(registry, "in_flight") == count - 1)
+    await until(lambda: _redeliveries(registry, "in_flight") == count - 1)
     fake_publisher.gate.set()
     assert [r.status for r in await posts] == [503] * count
 

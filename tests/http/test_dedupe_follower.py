@@ -17,7 +17,8 @@ from bridge.dedupe import Seen, dedupe_key
 from bridge.dedupe_store import DedupeFollower
 from bridge.metrics import Metrics
 from bridge.pipeline import Pipeline
-from tests.conftest import FakePublisher, make_settings
+from tests.support.fakes import FakePublisher
+from tests.support.settings import make_settings
 
 SOURCE = "https://platform.altinn.no/correspondence/api/v1/correspondence"
 

@@ -9,21 +9,25 @@ import orjson
 import pytest
 
 from bridge.errors import PublishError
-from tests.conftest import ALTINN_CONTENT_TYPE, FIXTURES, INVALID, national_ids_in_fixtures
-from tests.http.conftest import (
+from tests.support.events import (
+    ALTINN_CONTENT_TYPE,
     DEADLETTER_TOPIC,
+    FIXTURES,
+    INVALID,
+    body_bytes,
+    fixture_ids,
+    valid_fixture,
+)
+from tests.support.http import (
     EVENTS_PATH,
     PROBLEM_CONTENT_TYPE,
-    body_bytes,
-    event_counts,
-    fixture_ids,
     json_answer,
     post_event,
     problem_answer,
     retry_after_s,
-    sample,
-    valid_fixture,
 )
+from tests.support.logs import national_ids_in_fixtures
+from tests.support.metrics import event_counts, sample
 
 PUBLISHED_FIXTURE = valid_fixture("06-correspondencepublished")
 PERSON_FIXTURE = valid_fixture("22-person-recipient-national-id")

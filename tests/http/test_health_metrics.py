@@ -12,25 +12,21 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from bridge import __version__
-from tests.conftest import national_ids_in_fixtures
-from tests.http.conftest import (
+from tests.support.events import TYPE_LABELS, VALID_EVENTS, valid_fixture, with_attributes
+from tests.support.http import (
     EVENTS_PATH,
-    TYPE_LABELS,
-    VALID_EVENTS,
-    event_counts,
     json_answer,
     post_event,
     problem_answer,
     retry_after_s,
-    sample,
-    series,
     set_draining,
-    valid_fixture,
-    with_attributes,
 )
+from tests.support.logs import national_ids_in_fixtures
+from tests.support.metrics import event_counts, sample, series
+from tests.support.waiting import until
 
 PUBLISHED_FIXTURE = valid_fixture("06-correspondencepublished")
-#: README, "Metrics": every metric a dashboard may rely on, with its exposition type.
+#: docs/operations.md, "Metrics": every metric a dashboard may rely on, with its exposition type.
 BRIDGE_METRICS = {
     "altinn_bridge_events_total": "counter",
     "altinn_bridge_publish_duration_seconds": "histogram",
@@ -50,12 +46,6 @@ BRIDGE_METRICS = {
 
 async def _ready(client, status: int) -> dict[str, object]:
     return await json_answer(await client.get("/readyz"), status)
-
-
-async def _wait_until(condition, timeout_s: float = 2.0) -> None:
-    async with asyncio.timeout(timeout_s):
-        while not condition():
-            await asyncio.sleep(0.01)
 
 
 # --- liveness ------------------------------------------------------------------------
@@ -124,7 +114,7 @@ async def test_not_ready_until_the_producer_started(make_client, fake_publisher,
     assert sample(registry, "altinn_bridge_ready") == 0
 
     fake_publisher.start_gate.set()
-    await _wait_until(lambda: fake_publisher.started)
+    await until(lambda: fake_publisher.started, timeout_s=2.0)
     assert await _ready(client, 200) == {"status": "ready"}
     assert sample(registry, "altinn_bridge_ready") == 1
 
@@ -249,7 +239,7 @@ async def test_requests_in_flight_gauge(make_client, fake_publisher, registry):
     client = await make_client()
 
     posting = asyncio.create_task(post_event(client, PUBLISHED_FIXTURE))
-    await _wait_until(lambda: fake_publisher.publishing == 1)
+    await until(lambda: fake_publisher.publishing == 1, timeout_s=2.0)
     during = sample(registry, "altinn_bridge_requests_in_flight")
     await json_answer(await posting)
 

@@ -9,26 +9,25 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ALTINN_CONTENT_TYPE, VALID, VALIDATION_FIXTURE
-from tests.http.conftest import (
+from tests.support.events import (
+    ALTINN_CONTENT_TYPE,
     KNOWN_TYPE_NAMES,
     UNKNOWN_TOPIC,
     UNKNOWN_TYPE_FIXTURE,
+    VALID,
     VALID_EVENTS,
+    VALIDATION_FIXTURE,
     assert_event_record,
     attributes,
     body_bytes,
     default_topic,
-    event_counts,
     fixture_ids,
-    json_answer,
-    post_event,
-    problem_answer,
-    sample,
     type_label,
     valid_fixture,
     with_attributes,
 )
+from tests.support.http import json_answer, post_event, problem_answer
+from tests.support.metrics import event_counts, sample
 
 PUBLISHED_FIXTURE = valid_fixture("06-correspondencepublished")
 

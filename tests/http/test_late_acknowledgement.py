@@ -1,53 +1,26 @@
 """A publish that timed out (503) may still be acknowledged later: its retry must be a duplicate.
 
 The fault suite found this for real (broker killed under load: over half the events
-answered 503 landed anyway). The fake publisher here times out like KafkaPublisher
-does: it raises PublishError("timeout") carrying ``late``, the record's outcome to come.
+answered 503 landed anyway). Each test has the fake publisher time out its first publish
+like KafkaPublisher does (``time_out_first``): it raises PublishError("timeout") carrying
+``late``, the record's outcome to come; later publishes succeed.
 """
 
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, field
-
-import pytest
 
 from bridge.errors import PublishError
 from bridge.publisher import Delivery
-from bridge.routing import Headers
-from tests.http.conftest import (
-    TrackingPublisher,
-    json_answer,
-    post_event,
-    problem_answer,
-    sample,
-    valid_fixture,
-)
+from tests.support.events import valid_fixture
+from tests.support.http import json_answer, post_event, problem_answer
+from tests.support.metrics import sample
 
 PUBLISHED_FIXTURE = valid_fixture("06-correspondencepublished")
 
 
-@dataclass
-class TimingOutPublisher(TrackingPublisher):
-    """The first publish times out, leaving its record pending in ``late``; later ones succeed."""
-
-    late: asyncio.Future[Delivery] | None = None
-    timed_out: list[tuple[str, bytes | None, bytes]] = field(default_factory=list)
-
-    async def publish(self, topic: str, key: bytes | None, value: bytes, headers: Headers) -> Delivery:
-        if self.late is None and not topic.endswith(".dedupe"):
-            self.late = asyncio.get_running_loop().create_future()
-            self.timed_out.append((topic, key, value))
-            raise PublishError("timeout", "Kafka did not acknowledge within 0.2 s (fake)", late=self.late)
-        return await super().publish(topic, key, value, headers)
-
-
-@pytest.fixture
-def fake_publisher() -> TimingOutPublisher:
-    return TimingOutPublisher()
-
-
 async def test_retry_after_a_late_acknowledgement_is_a_duplicate(make_client, fake_publisher, registry):
+    fake_publisher.time_out_first = True
     client = await make_client(BRIDGE_PUBLISH_TIMEOUT_S="0.2")
 
     first = await post_event(client, PUBLISHED_FIXTURE)
@@ -72,6 +45,7 @@ async def test_retry_after_a_late_acknowledgement_is_a_duplicate(make_client, fa
 
 
 async def test_retry_after_a_late_failure_publishes(make_client, fake_publisher):
+    fake_publisher.time_out_first = True
     client = await make_client(BRIDGE_PUBLISH_TIMEOUT_S="0.2")
 
     await problem_answer(await post_event(client, PUBLISHED_FIXTURE), 503, "kafka-unavailable")
@@ -85,6 +59,7 @@ async def test_retry_after_a_late_failure_publishes(make_client, fake_publisher)
 
 
 async def test_retry_while_the_record_is_still_pending_waits_then_gets_503(make_client, fake_publisher):
+    fake_publisher.time_out_first = True
     client = await make_client(BRIDGE_PUBLISH_TIMEOUT_S="0.2")
 
     await problem_answer(await post_event(client, PUBLISHED_FIXTURE), 503, "kafka-unavailable")

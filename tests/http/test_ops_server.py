@@ -19,7 +19,7 @@ from bridge.app import create_app
 from bridge.ops_server import OpsServer
 from bridge.state import BRIDGE
 from devtools.broker import free_port
-from tests.conftest import make_settings
+from tests.support.settings import make_settings
 
 
 def _get(url: str) -> tuple[int, dict[str, object], float]:

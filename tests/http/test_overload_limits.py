@@ -1,6 +1,6 @@
 """Overload and body limits: shed at once instead of queueing; refuse big and slow bodies.
 
-README, "Answers on POST /api/v1/events" and "Guarantees / Overload": beyond
+docs/http-api.md, "Answers on POST /api/v1/events" and "Overload": beyond
 ``BRIDGE_MAX_IN_FLIGHT`` requests 503 ``overloaded`` with ``Retry-After: 1``; a body over
 ``BRIDGE_MAX_BODY_BYTES`` is 413 (from ``Content-Length``, or as a chunked body passes
 the limit); a body not received within ``BRIDGE_READ_TIMEOUT_S`` is 408; both close the
@@ -11,62 +11,18 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from collections.abc import AsyncIterator
 
 import orjson
-import pytest
 
-from bridge.publisher import Delivery
-from bridge.routing import Headers
-from tests.conftest import ALTINN_CONTENT_TYPE, LOG_DIR
-from tests.http.conftest import (
-    EVENTS_PATH,
-    TrackingPublisher,
-    body_bytes,
-    event_counts,
-    json_answer,
-    post_event,
-    problem_answer,
-    retry_after_s,
-    sample,
-    valid_fixture,
-    with_attributes,
-)
+from tests.support.events import ALTINN_CONTENT_TYPE, body_bytes, valid_fixture, with_attributes
+from tests.support.http import EVENTS_PATH, json_answer, post_event, problem_answer, retry_after_s
+from tests.support.logs import LOG_DIR
+from tests.support.metrics import event_counts, sample
+from tests.support.waiting import until
 
 PUBLISHED_FIXTURE = valid_fixture("06-correspondencepublished")
 LIMIT = 1024
-
-
-@dataclass
-class HeldPublisher(TrackingPublisher):
-    """:class:`TrackingPublisher` whose publishes wait at ``gate``, when given, until it opens."""
-
-    gate: asyncio.Event | None = None
-    held: int = 0
-    max_held: int = 0
-
-    async def publish(self, topic: str, key: bytes | None, value: bytes, headers: Headers) -> Delivery:
-        if self.gate is not None:
-            self.held += 1
-            self.max_held = max(self.max_held, self.held)
-            try:
-                await self.gate.wait()
-            finally:
-                self.held -= 1
-        return await super().publish(topic, key, value, headers)
-
-
-@pytest.fixture
-def fake_publisher() -> HeldPublisher:
-    return HeldPublisher()
-
-
-async def _until(condition: Callable[[], bool], timeout_s: float = 5.0) -> None:
-    """Wait for ``condition`` (state the test reads, never a duration)."""
-    async with asyncio.timeout(timeout_s):
-        while not condition():
-            await asyncio.sleep(0.005)
 
 
 def _distinct_events(count: int) -> list[bytes]:
@@ -105,7 +61,7 @@ async def test_requests_beyond_max_in_flight_are_shed_at_once(make_client, fake_
 
     posts = asyncio.gather(*(post_event(client, body) for body in _distinct_events(count)))
     # The first `limit` wait on Kafka; every other one must be answered without waiting for them.
-    await _until(
+    await until(
         lambda: (
             fake_publisher.held == limit
             and sample(registry, "altinn_bridge_events_total", outcome="overloaded", type="other")
@@ -140,7 +96,7 @@ async def test_shed_requests_free_their_place(make_client, fake_publisher, regis
     first, second, third = _distinct_events(3)
 
     held = asyncio.gather(post_event(client, first), post_event(client, second))
-    await _until(lambda: fake_publisher.held == limit)
+    await until(lambda: fake_publisher.held == limit)
     await problem_answer(await post_event(client, third), 503, "overloaded")
     fake_publisher.gate.set()
     assert [r.status for r in await held] == [200, 200]
@@ -157,7 +113,7 @@ async def test_healthz_answers_while_overloaded(make_client, fake_publisher):
     fake_publisher.gate = asyncio.Event()
     client = await make_client(BRIDGE_MAX_IN_FLIGHT=str(limit))
     held = asyncio.gather(*(post_event(client, body) for body in _distinct_events(limit)))
-    await _until(lambda: fake_publisher.held == limit)
+    await until(lambda: fake_publisher.held == limit)
 
     assert await json_answer(await client.get("/healthz")) == {"status": "ok"}
 
@@ -174,7 +130,7 @@ async def test_shed_requests_are_summarised_in_the_log_not_one_line_each(make_cl
     before = log.stat().st_size
     first, *others = _distinct_events(21)
     held = asyncio.create_task(post_event(client, first))
-    await _until(lambda: fake_publisher.held == limit)
+    await until(lambda: fake_publisher.held == limit)
 
     shed = [await post_event(client, body) for body in others]
     fake_publisher.gate.set()

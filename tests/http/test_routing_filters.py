@@ -6,22 +6,21 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import VALIDATION_FIXTURE
-from tests.http.conftest import (
+from tests.support.events import (
     UNKNOWN_TYPE_FIXTURE,
     VALID_EVENTS,
+    VALIDATION_FIXTURE,
     assert_event_record,
     attributes,
     body_bytes,
     default_topic,
-    event_counts,
     fixture_ids,
-    json_answer,
-    post_event,
     type_label,
     valid_fixture,
     with_attributes,
 )
+from tests.support.http import json_answer, post_event
+from tests.support.metrics import event_counts
 
 ATTACHMENT_INITIALIZED = valid_fixture("01-attachmentinitialized")
 ATTACHMENT_PUBLISHED = valid_fixture("02-attachmentpublished")

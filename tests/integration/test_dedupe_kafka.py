@@ -7,7 +7,6 @@ confluent-kafka, and the state topic with it too.
 from __future__ import annotations
 
 import asyncio
-import time
 import uuid
 
 import orjson
@@ -16,12 +15,14 @@ from confluent_kafka import Producer
 
 from bridge.dedupe import Seen, dedupe_key
 from devtools.show_topic import read_topics
-from tests.conftest import ALTINN_CONTENT_TYPE, VALID
-from tests.integration.conftest import DEDUPE_TOPIC, wait_for_status
+from tests.support.broker import DEDUPE_TOPIC
+from tests.support.events import ALTINN_CONTENT_TYPE, VALID
+from tests.support.http import EVENTS_PATH
+from tests.support.kafka import records_with_ce_id
+from tests.support.waiting import polled, wait_for_status
 
 pytestmark = pytest.mark.integration
 
-EVENTS = "/api/v1/events"
 PUBLISHED_TOPIC = "altinn.correspondence.correspondencepublished"
 TEMPLATE = orjson.loads(VALID[5].read_bytes())  # correspondencepublished
 
@@ -32,14 +33,12 @@ def _event(**changes: object) -> dict[str, object]:
 
 async def _post(http, url: str, event: dict[str, object]) -> tuple[int, dict[str, object]]:
     headers = {"Content-Type": ALTINN_CONTENT_TYPE}
-    async with http.post(url + EVENTS, data=orjson.dumps(event), headers=headers) as response:
+    async with http.post(url + EVENTS_PATH, data=orjson.dumps(event), headers=headers) as response:
         return response.status, orjson.loads(await response.read())
 
 
 def _records_with_id(bootstrap: str, event_id: str) -> list[dict[str, object]]:
-    return [
-        r for r in read_topics(bootstrap, [PUBLISHED_TOPIC]) if r["headers"].get("ce_id") == event_id.encode()
-    ]
+    return records_with_ce_id(bootstrap, [PUBLISHED_TOPIC], event_id)
 
 
 def _state_records(bootstrap: str, event: dict[str, object]) -> list[dict[str, object]]:
@@ -101,10 +100,13 @@ async def test_replicas_learn_each_others_publishes(kafka_bootstrap, start_bridg
     assert (status, answer["outcome"]) == (200, "published")
 
     # Replica two learns it from the state topic, without any request of its own.
-    deadline = time.monotonic() + 10
-    while await _metric(http, two.url, "altinn_bridge_dedupe_entries") < entries_before + 1:
-        assert time.monotonic() < deadline, "replica two never learnt the key"
-        await asyncio.sleep(0.05)
+    await polled(
+        lambda: _metric(http, two.url, "altinn_bridge_dedupe_entries"),
+        lambda entries: entries >= entries_before + 1,
+        what="replica two learning the key",
+        timeout_s=10,
+        every_s=0.05,
+    )
     status, again = await _post(http, two.url, event)
     assert (status, again["outcome"]) == (200, "duplicate")
     assert len(_records_with_id(kafka_bootstrap, str(event["id"]))) == 1
@@ -184,7 +186,7 @@ async def test_batch_and_binary_records_land(kafka_bootstrap, start_bridge, http
     await wait_for_status(http, bridge.url + "/readyz", 200)
     events = [_event() for _ in range(200)]
     headers = {"Content-Type": "application/cloudevents-batch+json"}
-    async with http.post(bridge.url + EVENTS, data=orjson.dumps(events), headers=headers) as response:
+    async with http.post(bridge.url + EVENTS_PATH, data=orjson.dumps(events), headers=headers) as response:
         assert response.status == 200
         answer = await response.json()
     assert answer["outcomes"] == {"published": 200}

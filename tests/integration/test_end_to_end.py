@@ -11,12 +11,12 @@ import pytest
 
 from devtools.broker import provision
 from devtools.show_topic import read_topics
-from tests.conftest import ALTINN_CONTENT_TYPE, INVALID, VALID, VALIDATION_FIXTURE
-from tests.integration.conftest import BRIDGE_SETTINGS, DEFAULT_TOPICS, wait_for_status
+from tests.support.broker import BRIDGE_SETTINGS, DEFAULT_TOPICS
+from tests.support.events import ALTINN_CONTENT_TYPE, INVALID, VALID, VALIDATION_FIXTURE
+from tests.support.http import EVENTS_PATH
+from tests.support.waiting import wait_for_status
 
 pytestmark = pytest.mark.integration
-
-EVENTS = "/api/v1/events"
 
 
 def _expected_topic(event: dict[str, object]) -> str:
@@ -26,7 +26,7 @@ def _expected_topic(event: dict[str, object]) -> str:
 
 
 async def _post(http, url: str, body: bytes, content_type: str = ALTINN_CONTENT_TYPE):
-    async with http.post(url + EVENTS, data=body, headers={"Content-Type": content_type}) as response:
+    async with http.post(url + EVENTS_PATH, data=body, headers={"Content-Type": content_type}) as response:
         return response.status, await response.read()
 
 
@@ -253,7 +253,7 @@ async def test_fifty_concurrent_events_all_land_and_each_logs_one_line(kafka_boo
     assert bridge.terminate() == 0
     lines = [orjson.loads(line) for line in bridge.log().splitlines() if line.startswith("{")]
     started = next(line for line in lines if line["event"] == "started")
-    assert started["config"]["kafka_bootstrap_servers"] == [kafka_bootstrap]
+    assert started["config"]["KAFKA_BOOTSTRAP_SERVERS"] == [kafka_bootstrap]
     requests = {
         line["event_id"]: line
         for line in lines

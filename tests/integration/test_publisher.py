@@ -18,7 +18,7 @@ from confluent_kafka import Producer
 from bridge.publisher import Delivery, KafkaPublisher
 from devtools.broker import create_topics
 from devtools.show_topic import read_topics
-from tests.conftest import make_settings
+from tests.support.settings import make_settings
 
 pytestmark = pytest.mark.integration
 

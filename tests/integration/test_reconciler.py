@@ -37,10 +37,14 @@ from bridge.publisher import KafkaPublisher
 from bridge.reconciler import PageNotAccepted, Reconciler, count_retry
 from devtools.broker import create_cursor_topic
 from devtools.fake_altinn import FakeAltinn, Urls
-from devtools.show_topic import read_topics
-from tests.conftest import LOG_DIR, VALID
-from tests.fake_altinn import CLIENT_ID, KEY_ID, RESOURCE, Clock
-from tests.integration.conftest import DEFAULT_TOPICS, wait_for_status
+from tests.support.altinn import CLIENT_ID, KEY_ID, RESOURCE, Clock
+from tests.support.events import VALID
+from tests.support.kafka import ce_id_counts
+from tests.support.logs import LOG_DIR
+from tests.support.metrics import sample
+from tests.support.waiting import polled, wait_for_status
+
+pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).parents[2]
 
@@ -56,19 +60,9 @@ def event(*, age_s: float = 60.0, now: float | None = None) -> dict[str, Any]:
 
 
 def landed(bootstrap: str, ids: list[str]) -> dict[str, int]:
-    """How many records of each event id are in the event topics."""
-    wanted = set(ids)
-    counts = dict.fromkeys(ids, 0)
-    for record in read_topics(bootstrap, DEFAULT_TOPICS, idle_s=1.0):
-        ce_id = record["headers"].get("ce_id", b"").decode()
-        if ce_id in wanted:
-            counts[ce_id] += 1
-    return counts
-
-
-def metric(metrics: Metrics, name: str, **labels: str) -> float:
-    value = metrics.registry.get_sample_value(name, labels or None)
-    return 0.0 if value is None else value
+    """How many records of each event id are in the event topics (0 for the ones that are not)."""
+    counts = ce_id_counts(bootstrap, ids)
+    return {event_id: counts[event_id] for event_id in ids}
 
 
 @pytest.fixture
@@ -84,7 +78,7 @@ def settings(kafka_bootstrap: str, cursor_topic: str) -> Settings:
     return Settings.from_env(
         {
             "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
-            "KAFKA_ENABLE_IDEMPOTENCE": "false",  # Tansu cannot (see README)
+            "KAFKA_ENABLE_IDEMPOTENCE": "false",  # Tansu cannot (docs/configuration.md)
             "KAFKA_CLIENT_ID": f"reconciler-test-{uuid.uuid4().hex[:8]}",
             "BRIDGE_AUTH": "none",
             "BRIDGE_DEDUPE": "kafka",
@@ -108,7 +102,7 @@ class Side:
     async def start(self) -> None:
         await self.publisher.start()
         await self.follower.load()
-        self.pipeline.dedupe_ready = True
+        self.pipeline.lifecycle.window_loaded()
 
     async def stop(self) -> None:
         await self.follower.stop()
@@ -137,13 +131,7 @@ class Side:
 
 
 @pytest.fixture
-async def http_session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
-        yield session
-
-
-@pytest.fixture
-def tokens(http_session: aiohttp.ClientSession, urls: Urls, key_file: Path, clock: Clock) -> TokenProvider:
+def tokens(http: aiohttp.ClientSession, urls: Urls, key_file: Path, clock: Clock) -> TokenProvider:
     maskinporten = MaskinportenSettings(
         client_id=CLIENT_ID,
         key_id=KEY_ID,
@@ -152,7 +140,7 @@ def tokens(http_session: aiohttp.ClientSession, urls: Urls, key_file: Path, cloc
         token_url=urls.token_url,
         audience=urls.audience,
     )
-    return TokenProvider(http_session, maskinporten, urls.platform_url, clock=clock)
+    return TokenProvider(http, maskinporten, urls.platform_url, clock=clock)
 
 
 @pytest.fixture
@@ -205,8 +193,8 @@ class Rig:
 
 
 @pytest.fixture
-def rig(kafka_bootstrap, fake, clock, sides, http_session, urls, tokens) -> Rig:  # noqa: PLR0917
-    return Rig(kafka_bootstrap, fake, clock, sides, http_session, urls, tokens)
+def rig(kafka_bootstrap, fake, clock, sides, http, urls, tokens) -> Rig:  # noqa: PLR0917
+    return Rig(kafka_bootstrap, fake, clock, sides, http, urls, tokens)
 
 
 # --- the scenarios of the issue ---------------------------------------------------
@@ -241,10 +229,10 @@ async def test_a_pushed_event_is_not_published_again_and_a_lost_push_is_publishe
         lost["id"]: 1,
         ancient["id"]: 0,  # older than the dedupe window: skipped, not published
     }
-    assert metric(side.metrics, "altinn_bridge_reconcile_fetched_total") == 3
-    assert metric(side.metrics, "altinn_bridge_reconcile_repaired_total") == 1
-    assert metric(side.metrics, "altinn_bridge_reconcile_skipped_total") == 1
-    lag = metric(side.metrics, "altinn_bridge_reconcile_lag_seconds")
+    assert sample(side.metrics.registry, "altinn_bridge_reconcile_fetched_total") == 3
+    assert sample(side.metrics.registry, "altinn_bridge_reconcile_repaired_total") == 1
+    assert sample(side.metrics.registry, "altinn_bridge_reconcile_skipped_total") == 1
+    lag = sample(side.metrics.registry, "altinn_bridge_reconcile_lag_seconds")
     assert 55 < lag < 120  # the newest event is ~60 s old
     # The cursor is stored after the last event, and an empty page ended the run (no `next` needed).
     stored = await side.store.load(RESOURCE)
@@ -293,7 +281,7 @@ async def test_an_unknown_cursor_is_detected_and_reading_goes_on(rig: Rig) -> No
     await reconciler.catch_up()
 
     assert reconciler.totals.cursor_unknown == 1
-    assert metric(side.metrics, "altinn_bridge_reconcile_errors_total", kind="cursor_unknown") == 1
+    assert sample(side.metrics.registry, "altinn_bridge_reconcile_errors_total", kind="cursor_unknown") == 1
     assert reconciler.cursor.after == old[-1]["id"]
     assert landed(rig.bootstrap, [e["id"] for e in old]) == dict.fromkeys((e["id"] for e in old), 1)
     log = (LOG_DIR / "in-process.log").read_text()
@@ -345,9 +333,11 @@ async def test_429_and_5xx_are_retried_with_backoff_and_counted(rig: Rig) -> Non
     reconciler = rig.reconciler(side)
     await reconciler.begin()
     assert await reconciler.poll() == 1
-    assert metric(side.metrics, "altinn_bridge_reconcile_errors_total", kind="rate_limited") == 1
-    assert metric(side.metrics, "altinn_bridge_reconcile_errors_total", kind="altinn_unavailable") == 1
-    assert metric(side.metrics, "altinn_bridge_reconcile_repaired_total") == 1
+    assert sample(side.metrics.registry, "altinn_bridge_reconcile_errors_total", kind="rate_limited") == 1
+    assert (
+        sample(side.metrics.registry, "altinn_bridge_reconcile_errors_total", kind="altinn_unavailable") == 1
+    )
+    assert sample(side.metrics.registry, "altinn_bridge_reconcile_repaired_total") == 1
 
 
 async def test_events_are_pulled_only_after_the_visibility_delay(rig: Rig) -> None:
@@ -461,14 +451,13 @@ async def scrape(http: aiohttp.ClientSession, url: str) -> dict[str, float]:
 async def wait_for_metric(
     http: aiohttp.ClientSession, url: str, name: str, value: float, timeout_s: float = 30.0
 ) -> dict[str, float]:
-    deadline = time.monotonic() + timeout_s
-    values: dict[str, float] = {}
-    while time.monotonic() < deadline:
-        values = await scrape(http, url)
-        if values.get(name) == value:
-            return values
-        await asyncio.sleep(0.2)
-    raise AssertionError(f"{name} did not reach {value} within {timeout_s} s: {values}")
+    return await polled(
+        lambda: scrape(http, url),
+        lambda values: values.get(name) == value,
+        what=f"{name} reaching {value}",
+        timeout_s=timeout_s,
+        every_s=0.2,
+    )
 
 
 async def test_the_server_reconciles_continuously_and_resumes_after_a_restart(  # noqa: PLR0917

@@ -18,9 +18,11 @@ import pytest
 
 from devtools.broker import free_port, provision, start_broker
 from devtools.sasl_front import ScramFront
-from devtools.show_topic import read_topics
-from tests.conftest import ALTINN_CONTENT_TYPE, LOG_DIR, VALID, make_settings
-from tests.integration.conftest import wait_for_status
+from tests.support.events import ALTINN_CONTENT_TYPE, VALID
+from tests.support.kafka import records_with_ce_id
+from tests.support.logs import LOG_DIR
+from tests.support.settings import make_settings
+from tests.support.waiting import wait_for_status
 
 pytestmark = pytest.mark.integration
 
@@ -70,8 +72,9 @@ async def test_bridge_publishes_after_scram_authentication(scram_broker, start_b
         "sasl.username": USER,
         "sasl.password": PASSWORD,
     }
-    records = read_topics(bootstrap, ["altinn.correspondence.correspondencepublished"], extra=reader)
-    assert [r for r in records if r["headers"].get("ce_id") == event["id"].encode()]
+    assert records_with_ce_id(
+        bootstrap, ["altinn.correspondence.correspondencepublished"], event["id"], extra=reader
+    )
     assert bridge.terminate() == 0
     assert USER in scram_broker.authenticated
     assert PASSWORD not in bridge.log()

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from tests.integration.conftest import wait_for_status
+from tests.support.waiting import wait_for_status
 
 pytestmark = pytest.mark.integration
 

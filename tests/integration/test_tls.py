@@ -23,10 +23,12 @@ import pytest
 import trustme
 
 from devtools.broker import Broker, free_port, provision, start_broker
-from devtools.show_topic import read_topics
 from devtools.tls_proxy import TlsProxy
-from tests.conftest import ALTINN_CONTENT_TYPE, LOG_DIR, VALID, make_settings
-from tests.integration.conftest import wait_for_status
+from tests.support.events import ALTINN_CONTENT_TYPE, VALID
+from tests.support.kafka import records_with_ce_id
+from tests.support.logs import LOG_DIR
+from tests.support.settings import make_settings
+from tests.support.waiting import wait_for_status
 
 pytestmark = pytest.mark.integration
 
@@ -127,8 +129,9 @@ async def _post_event(http: aiohttp.ClientSession, url: str) -> tuple[int, dict[
 
 def _landed(bootstrap: str, event_id: str, **tls: str) -> bool:
     """Read back with confluent-kafka (over TLS when ``tls`` has librdkafka's ssl.* settings)."""
-    records = read_topics(bootstrap, ["altinn.correspondence.correspondencepublished"], extra=tls)
-    return any(r["headers"].get("ce_id") == event_id.encode() for r in records)
+    return bool(
+        records_with_ce_id(bootstrap, ["altinn.correspondence.correspondencepublished"], event_id, extra=tls)
+    )
 
 
 async def test_bridge_publishes_over_tls_with_hostname_checking(tls_broker, pki, start_bridge, http):

@@ -12,8 +12,8 @@ import orjson
 import pytest
 
 from devtools.show_topic import read_topics
-from tests.conftest import ALTINN_CONTENT_TYPE, VALID
-from tests.integration.conftest import wait_for_status
+from tests.support.events import ALTINN_CONTENT_TYPE, VALID
+from tests.support.waiting import polled, wait_for_status
 
 pytestmark = pytest.mark.integration
 
@@ -25,12 +25,12 @@ def _started_pids(log: str) -> list[int]:
 
 
 async def _wait_for_workers(bridge, count: int) -> list[int]:
-    for _ in range(100):
-        pids = _started_pids(bridge.log())
-        if len(pids) == count:
-            return pids
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"expected {count} workers to start: {bridge.log()[-2000:]}")
+    async def started() -> list[int]:
+        return _started_pids(bridge.log())
+
+    return await polled(
+        started, lambda pids: len(pids) == count, what=f"{count} workers starting", timeout_s=10, every_s=0.1
+    )
 
 
 async def test_two_workers_share_the_port_and_their_metrics(kafka_bootstrap, start_bridge, http):

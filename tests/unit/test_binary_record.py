@@ -1,6 +1,6 @@
 """Records in the Kafka binding's binary mode (``BRIDGE_RECORD_MODE=binary``), and ``data`` in events.
 
-README, "Record contract": in binary mode the value is the event's ``data`` (empty for
+docs/consumers.md, "Records": in binary mode the value is the event's ``data`` (empty for
 Altinn's events, which carry none), ``datacontenttype`` becomes ``content-type`` and every
 other attribute, extensions included, a ``ce_<name>`` header. Expected values follow the
 CloudEvents JSON format 1.0.2 (3.1, "Handling of data"; 2.2: a ``null`` attribute is unset)
@@ -19,7 +19,8 @@ import pytest
 from bridge.config import RecordMode
 from bridge.events import Event, InvalidEvent, parse_event
 from bridge.routing import Router, binary_record
-from tests.conftest import FIXTURES, VALID, VALIDATION_FIXTURE, make_settings
+from tests.support.events import FIXTURES, VALID, VALIDATION_FIXTURE
+from tests.support.settings import make_settings
 
 VALID_EVENTS = [p for p in VALID if p != VALIDATION_FIXTURE]
 BASE = orjson.loads((FIXTURES / "valid" / "06-correspondencepublished.json").read_bytes())

@@ -9,7 +9,7 @@ import orjson
 import pytest
 
 from bridge.events import KNOWN_TYPES, Event, InvalidEvent, ValidationHandshake, parse_event, parse_time
-from tests.conftest import FIXTURES, INVALID, VALID, VALIDATION_FIXTURE
+from tests.support.events import FIXTURES, INVALID, VALID, VALIDATION_FIXTURE
 
 VALID_EVENTS = [p for p in VALID if p != VALIDATION_FIXTURE]
 UNKNOWN_TYPE_FIXTURE = FIXTURES / "valid" / "24-future-unknown-type.json"

@@ -7,7 +7,8 @@ import pytest
 
 from bridge.events import Event, parse_event
 from bridge.filters import Filters
-from tests.conftest import FIXTURES, VALID, VALIDATION_FIXTURE, make_settings
+from tests.support.events import FIXTURES, VALID, VALIDATION_FIXTURE
+from tests.support.settings import make_settings
 
 VALID_EVENTS = [p for p in VALID if p != VALIDATION_FIXTURE]
 PRODUCTION = FIXTURES / "valid" / "23-production-source.json"

@@ -10,7 +10,7 @@ import pytest
 
 from bridge.config import KafkaSecurity, SaslMechanism, SecurityProtocol
 from bridge.kafka_security import FileTokenProvider, client_options
-from tests.conftest import make_settings
+from tests.support.settings import make_settings
 
 
 def test_plaintext_by_default():

@@ -13,7 +13,8 @@ import structlog
 
 from bridge.config import LogLevel
 from bridge.logs import MASK, RepeatFilter, configure_logging, get_logger, mask_national_ids, mask_processor
-from tests.conftest import FIXTURES, leaked_lines, national_ids_in_fixtures
+from tests.support.events import FIXTURES
+from tests.support.logs import leaked_lines, national_ids_in_fixtures
 
 #: The national identity number in fixture 22.
 NATIONAL_ID = "02056712345"
@@ -130,7 +131,7 @@ def test_mask_processor_keeps_clean_values():
 
 @pytest.fixture
 def restore_logging() -> Iterator[None]:
-    """Put back the suite's logging set-up (tests/conftest.py) after the test."""
+    """Put back the suite's logging set-up (tests/support/logs.py) after the test."""
     saved_structlog = structlog.get_config()
     root = logging.getLogger()
     saved_handlers, saved_level = root.handlers[:], root.level

@@ -9,7 +9,7 @@ import pytest
 
 from bridge.events import KNOWN_TYPES, Event, parse_event
 from bridge.metrics import method_label, type_label
-from tests.conftest import VALID, VALIDATION_FIXTURE
+from tests.support.events import VALID, VALIDATION_FIXTURE
 
 ALLOWED = KNOWN_TYPES | {"validatesubscription", "other"}
 

@@ -7,7 +7,8 @@ import pytest
 
 from bridge.events import KNOWN_TYPES, Event, parse_event
 from bridge.routing import Router
-from tests.conftest import FIXTURES, VALID, VALIDATION_FIXTURE, make_settings
+from tests.support.events import FIXTURES, VALID, VALIDATION_FIXTURE
+from tests.support.settings import make_settings
 
 PREFIX = "no.altinn.correspondence."
 UNKNOWN_TYPE = "no.altinn.correspondence.correspondencereceiverreplied"

@@ -1,10 +1,10 @@
-"""Fixtures for tests that talk to the fake Maskinporten + Altinn (devtools/fake_altinn.py).
+"""The fake Maskinporten + Altinn (devtools/fake_altinn.py) as fixtures, and a client key for them.
 
-Shared by tests/altinn and the reconciler's integration tests: a client key made
-here, the fakes on 127.0.0.1 in a thread of their own, and the environment of a
-user whose Maskinporten client points at them. ``clock`` drives the fakes and the
-token cache alike, so tests move time instead of sleeping. A conftest imports
-the fixtures it wants (``from tests.fake_altinn import client_key, ...``).
+For tests/altinn and the reconciler's integration tests: a client key made here, the
+fakes on 127.0.0.1 in a thread of their own (so the synchronous CLI and async tests can
+both call them), and the environment of a user whose Maskinporten client points at
+them. ``clock`` drives the fakes and the token cache alike, so tests move time instead
+of sleeping.
 """
 
 from __future__ import annotations

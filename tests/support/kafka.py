@@ -1,0 +1,44 @@
+"""What landed in Kafka, read back with confluent-kafka (an independent client).
+
+Reads go through devtools/show_topic.py: from the beginning, until nothing new arrives
+(Tansu's ListOffsets can be wrong, so never up to a watermark). Events are matched by
+their record header ``ce_id``, so the session broker's other records do not matter.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Iterable
+from typing import Any
+
+from devtools.show_topic import read_topics
+from tests.support.broker import DEFAULT_TOPICS
+
+
+def records_with_ce_id(
+    bootstrap: str, topics: list[str], event_id: str, *, extra: dict[str, str] | None = None
+) -> list[dict[str, Any]]:
+    """The records in ``topics`` whose ``ce_id`` is ``event_id``; ``extra``: librdkafka settings."""
+    wanted = event_id.encode()
+    return [r for r in read_topics(bootstrap, topics, extra=extra) if r["headers"].get("ce_id") == wanted]
+
+
+def ce_id_counts(
+    bootstrap: str, ids: Iterable[str], topics: list[str] = DEFAULT_TOPICS, *, idle_s: float = 1.0
+) -> Counter[str]:
+    """How many records of ``topics`` (the event topics) carry each of ``ids`` in ``ce_id``.
+
+    Fails rather than return counts from a read cut short, which would look like loss.
+    """
+    wanted = set(ids)
+    max_s = 120.0
+    started = time.monotonic()
+    records = read_topics(bootstrap, topics, idle_s=idle_s, max_s=max_s)
+    assert time.monotonic() - started < max_s, "reading Kafka back hit its time limit"
+    counts: Counter[str] = Counter()
+    for record in records:
+        event_id = (record["headers"].get("ce_id") or b"").decode(errors="replace")
+        if event_id in wanted:
+            counts[event_id] += 1
+    return counts
