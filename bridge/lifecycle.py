@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import enum
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Protocol
 
 from bridge.errors import Overloaded, ShuttingDown
@@ -41,9 +39,13 @@ class Lifecycle:
     """
 
     def __init__(self, *, needs_dedupe_window: bool) -> None:
-        self._producer_started = False
-        self._window_loaded = not needs_dedupe_window
-        self._draining = False
+        # Plain attributes, read on every event; only the methods below change them.
+        #: The Kafka producer is connected (it stays so until the app stops).
+        self.producer_started = False
+        #: The dedupe window can be trusted: loaded from the state topic (or not needed).
+        self.dedupe_ready = not needs_dedupe_window
+        #: Shutting down: new requests are refused.
+        self.draining = False
         self.failure: str | None = None
         #: Set once the bridge has failed; the server waits on it and exits 1.
         self.failed = asyncio.Event()
@@ -55,38 +57,23 @@ class Lifecycle:
         """The current phase (failed and draining win over the start-up steps)."""
         if self.failure is not None:
             return Phase.FAILED
-        if self._draining:
+        if self.draining:
             return Phase.DRAINING
-        if self._producer_started and self._window_loaded:
+        if self.producer_started and self.dedupe_ready:
             return Phase.READY
         return Phase.STARTING
 
-    @property
-    def producer_started(self) -> bool:
-        """The Kafka producer is connected (it stays so until the app stops)."""
-        return self._producer_started
-
-    @property
-    def dedupe_ready(self) -> bool:
-        """The dedupe window can be trusted: loaded from the state topic (or not needed)."""
-        return self._window_loaded
-
-    @property
-    def draining(self) -> bool:
-        """Shutting down: new requests are refused."""
-        return self._draining
-
     def producer_up(self) -> None:
         """The producer connected."""
-        self._producer_started = True
+        self.producer_started = True
 
     def window_loaded(self) -> None:
         """The dedupe window was loaded from the state topic."""
-        self._window_loaded = True
+        self.dedupe_ready = True
 
     def drain(self, deadline: float) -> None:
         """A signal arrived: refuse new requests, finish what is in flight by ``deadline``."""
-        self._draining = True
+        self.draining = True
         self.deadline = deadline
 
     def fail(self, reason: str, *, window_lost: bool = False) -> None:
@@ -95,20 +82,20 @@ class Lifecycle:
         ``window_lost``: the dedupe window is no longer followed, so deduping must stop at once.
         """
         if window_lost:
-            self._window_loaded = False
+            self.dedupe_ready = False
         self.failure = reason
         self.failed.set()
 
     def problems(self) -> dict[str, str]:
         """What keeps the bridge from being ready, by check name (broker reachability aside)."""
         problems: dict[str, str] = {}
-        if self._draining:
+        if self.draining:
             problems["draining"] = "shutting down"
         if self.failure is not None:
             problems["failed"] = self.failure
-        if not self._window_loaded:
+        if not self.dedupe_ready:
             problems["dedupe"] = "dedupe window not loaded from Kafka yet"
-        if not self._producer_started:
+        if not self.producer_started:
             problems["producer"] = "Kafka producer not started yet"
         return problems
 
@@ -139,21 +126,23 @@ class Admission:
         self.publishes = 0
         self.batches = 0
 
-    @contextmanager
-    def request(self) -> Iterator[None]:
-        """Count one request in flight for as long as it is handled (refused ones included)."""
+    # Plain enter/leave pairs, not context managers: they run twice per event on the hot path,
+    # where a generator-based context manager costs more than the counting itself.
+
+    def enter_request(self) -> None:
+        """Count one request in flight (refused ones included); pair with :meth:`leave_request`."""
         self.requests += 1
         if self._gauge is not None:
             self._gauge.inc()
-        try:
-            yield
-        finally:
-            self.requests -= 1
-            if self._gauge is not None:
-                self._gauge.dec()
+
+    def leave_request(self) -> None:
+        """The request was answered."""
+        self.requests -= 1
+        if self._gauge is not None:
+            self._gauge.dec()
 
     def admit_request(self) -> None:
-        """Raise unless a new request may be handled now (call inside :meth:`request`)."""
+        """Raise unless a new request may be handled now (call after :meth:`enter_request`)."""
         if self._lifecycle.draining:
             raise ShuttingDown(
                 "the bridge is shutting down; retry shortly", retry_after_s=RETRY_AFTER_OVERLOADED_S
@@ -164,23 +153,24 @@ class Admission:
                 retry_after_s=RETRY_AFTER_OVERLOADED_S,
             )
 
-    @contextmanager
-    def batch(self) -> Iterator[None]:
-        """Admit and count one batch, at most :data:`MAX_BATCHES_IN_FLIGHT` at once."""
+    def enter_batch(self) -> None:
+        """Admit and count one batch, at most :data:`MAX_BATCHES_IN_FLIGHT` at once; then leave_batch()."""
         if self.batches >= MAX_BATCHES_IN_FLIGHT:
             raise Overloaded(
                 f"{MAX_BATCHES_IN_FLIGHT} batches are being handled already; retry shortly",
                 retry_after_s=RETRY_AFTER_OVERLOADED_S,
             )
         self.batches += 1
-        try:
-            yield
-        finally:
-            self.batches -= 1
 
-    @contextmanager
-    def publish(self, event_id: str | None) -> Iterator[None]:
-        """Admit and count one publish waiting for Kafka (pushes, batch elements and reconciling alike)."""
+    def leave_batch(self) -> None:
+        """The batch was answered."""
+        self.batches -= 1
+
+    def enter_publish(self, event_id: str | None) -> None:
+        """Admit and count one publish waiting for Kafka (pushes, batch elements, reconciling alike).
+
+        Pair with :meth:`leave_publish` once Kafka answered.
+        """
         if self.publishes >= self._max:
             raise Overloaded(
                 f"{self.publishes} publishes are waiting for Kafka (BRIDGE_MAX_IN_FLIGHT); retry shortly",
@@ -188,7 +178,7 @@ class Admission:
                 event_id=event_id,
             )
         self.publishes += 1
-        try:
-            yield
-        finally:
-            self.publishes -= 1
+
+    def leave_publish(self) -> None:
+        """Kafka answered (or the wait ended)."""
+        self.publishes -= 1

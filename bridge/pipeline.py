@@ -338,16 +338,18 @@ class Pipeline:
     async def _publish(
         self, topic: str, key: bytes | None, value: bytes, headers: Headers, event_id: str | None = None
     ) -> Delivery:
-        with self._admission.publish(event_id):
-            started = time.perf_counter()
-            try:
-                delivery = await self._publisher.publish(topic, key, value, headers)
-            except PublishError as exc:
-                self._metrics.publish_seconds.labels("error").observe(time.perf_counter() - started)
-                self._metrics.producer_errors.labels(exc.kind).inc()
-                unavailable = KafkaUnavailable(exc.detail, retry_after_s=RETRY_AFTER_S, event_id=event_id)
-                unavailable.late = exc.late
-                raise unavailable from exc
+        self._admission.enter_publish(event_id)
+        started = time.perf_counter()
+        try:
+            delivery = await self._publisher.publish(topic, key, value, headers)
+        except PublishError as exc:
+            self._metrics.publish_seconds.labels("error").observe(time.perf_counter() - started)
+            self._metrics.producer_errors.labels(exc.kind).inc()
+            unavailable = KafkaUnavailable(exc.detail, retry_after_s=RETRY_AFTER_S, event_id=event_id)
+            unavailable.late = exc.late
+            raise unavailable from exc
+        finally:
+            self._admission.leave_publish()
         self._metrics.publish_seconds.labels("ok").observe(time.perf_counter() - started)
         return delivery
 

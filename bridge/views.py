@@ -51,8 +51,12 @@ async def receive_event(request: web.Request) -> web.Response:
     """
     bridge = request.app[BRIDGE]
     _authorize(request, bridge)
-    with bridge.admission.request():
+    admission = bridge.admission
+    admission.enter_request()
+    try:
         return await _receive(request, bridge)
+    finally:
+        admission.leave_request()
 
 
 def _authorize(request: web.Request, bridge: Bridge) -> None:
@@ -118,9 +122,12 @@ async def _receive(request: web.Request, bridge: Bridge) -> web.Response:
 
 async def _receive_batch(request: web.Request, bridge: Bridge, fields: dict[str, Any]) -> web.Response:
     http = bridge.settings.http
-    with bridge.admission.batch():
+    bridge.admission.enter_batch()
+    try:
         body = await _read_body(request, http.max_batch_bytes, "BRIDGE_MAX_BATCH_BYTES", http.read_timeout_s)
         return await _batch(bridge, body, fields)
+    finally:
+        bridge.admission.leave_batch()
 
 
 async def _read_body(request: web.Request, limit: int, setting: str, timeout_s: float) -> bytes:

@@ -63,13 +63,16 @@ class _Gauge:
 def test_requests_beyond_the_limit_are_refused_at_once_and_counted_while_handled():
     gauge = _Gauge()
     admission = Admission(Lifecycle(needs_dedupe_window=False), max_in_flight=2, requests_gauge=gauge)
-    with admission.request(), admission.request():
+    admission.enter_request()
+    admission.enter_request()
+    admission.admit_request()
+    assert gauge.value == 2
+    admission.enter_request()
+    with pytest.raises(Overloaded, match="more than 2 requests") as refused:
         admission.admit_request()
-        assert gauge.value == 2
-        with admission.request():
-            with pytest.raises(Overloaded, match="more than 2 requests") as refused:
-                admission.admit_request()
-            assert refused.value.retry_after_s == 1
+    assert refused.value.retry_after_s == 1
+    for _ in range(3):
+        admission.leave_request()
     assert (admission.requests, gauge.value) == (0, 0)
 
 
@@ -77,28 +80,30 @@ def test_while_draining_every_new_request_is_told_to_retry():
     lifecycle = Lifecycle(needs_dedupe_window=False)
     admission = Admission(lifecycle, max_in_flight=10)
     lifecycle.drain(deadline=0.0)
-    with admission.request(), pytest.raises(ShuttingDown):
+    admission.enter_request()
+    with pytest.raises(ShuttingDown):
         admission.admit_request()
 
 
-def test_publishes_are_bounded_and_released_when_one_fails():
+def test_publishes_are_bounded_and_a_refused_one_is_not_counted():
     admission = Admission(Lifecycle(needs_dedupe_window=False), max_in_flight=1)
-    with admission.publish("a"):
-        with pytest.raises(Overloaded) as refused:
-            admission.publish("b").__enter__()
-        assert refused.value.extra == {"event_id": "b"}
-    with pytest.raises(RuntimeError), admission.publish("c"):
-        raise RuntimeError
-    assert admission.publishes == 0
+    admission.enter_publish("a")
+    with pytest.raises(Overloaded) as refused:
+        admission.enter_publish("b")
+    assert refused.value.extra == {"event_id": "b"}
+    assert admission.publishes == 1
+    admission.leave_publish()
+    admission.enter_publish("c")
+    assert admission.publishes == 1
 
 
 def test_batches_are_bounded():
     admission = Admission(Lifecycle(needs_dedupe_window=False), max_in_flight=10)
-    held = [admission.batch() for _ in range(MAX_BATCHES_IN_FLIGHT)]
-    for batch in held:
-        batch.__enter__()
+    for _ in range(MAX_BATCHES_IN_FLIGHT):
+        admission.enter_batch()
     with pytest.raises(Overloaded, match="batches"):
-        admission.batch().__enter__()
-    for batch in held:
-        batch.__exit__(None, None, None)
+        admission.enter_batch()
+    assert admission.batches == MAX_BATCHES_IN_FLIGHT
+    for _ in range(MAX_BATCHES_IN_FLIGHT):
+        admission.leave_batch()
     assert admission.batches == 0
