@@ -10,8 +10,9 @@ after Kafka acknowledged the event. This module reads it back:
    and its state record left an event in Kafka that the state topic does not
    know, and the sender, never answered 2xx, will resend it. So the tail of every
    event-topic partition after the last offset the state topic records is read
-   too, and the events found there (by their ``ce_source``/``ce_id`` headers)
-   are remembered and written to the state topic.
+   too, and the events found there (by ``source`` and ``id``: from the value of a
+   structured-mode record, else from the ``ce_source``/``ce_id`` headers of a
+   binary-mode one) are remembered and written to the state topic.
 3. **Follow** the state topic for as long as the bridge runs, so replicas learn
    each other's publishes within half a second (:data:`_FOLLOW_WAIT_MS`).
 
@@ -27,6 +28,7 @@ from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
+import orjson
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError
 
@@ -244,19 +246,48 @@ class DedupeFollower:
         return ranges
 
     async def _recover(self, record: ConsumerRecord, horizon: float) -> bool:
-        headers = dict(record.headers or ())
-        source, event_id = headers.get("ce_source"), headers.get("ce_id")
         at = record.timestamp / 1000
-        if not source or not event_id or at < horizon:
+        if at < horizon:
             return False
-        key = dedupe_key(source.decode(errors="replace"), event_id.decode(errors="replace"))
+        found = _source_and_id(record)
+        if found is None:
+            return False
+        source, event_id = found
+        key = dedupe_key(source, event_id)
         dedupe = self._pipeline.dedupe
         if dedupe is None or dedupe.lookup(key) is not None:
             return False
         seen = Seen(at, record.topic, record.partition, record.offset)
         self._pipeline.remember(key, seen)
-        self._pipeline.record_state(key, seen, event_id.decode(errors="replace"))
+        self._pipeline.record_state(key, seen, event_id)
         return True
+
+
+def _source_and_id(record: ConsumerRecord) -> tuple[str, str] | None:
+    """The (``source``, ``id``) of the event in an event-topic record, if it holds one.
+
+    Structured mode (``content-type: application/cloudevents+json``) carries them in
+    the value, and by default nowhere else; binary mode, and structured records
+    written with ``BRIDGE_RECORD_CE_HEADERS=on`` or by earlier versions, in the
+    ``ce_source``/``ce_id`` headers, which are read first (no JSON to parse).
+    """
+    headers = dict(record.headers or ())
+    source, event_id = headers.get("ce_source"), headers.get("ce_id")
+    if source and event_id:
+        return source.decode(errors="replace"), event_id.decode(errors="replace")
+    content_type = headers.get("content-type", b"")
+    if not content_type.lower().startswith(b"application/cloudevents+json") or not record.value:
+        return None
+    try:
+        event = orjson.loads(record.value)
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(event, dict):
+        return None
+    source, event_id = event.get("source"), event.get("id")
+    if isinstance(source, str) and isinstance(event_id, str) and source and event_id:
+        return source, event_id
+    return None
 
 
 def _partitions(consumer: AIOKafkaConsumer, topics: list[str]) -> list[TopicPartition]:

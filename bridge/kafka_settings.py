@@ -8,6 +8,7 @@ Declared like the rest of the settings (:mod:`bridge.envconfig`); a section of
 from __future__ import annotations
 
 import enum
+import importlib
 from dataclasses import dataclass
 from typing import Final
 
@@ -39,6 +40,32 @@ class Compression(enum.StrEnum):
     SNAPPY = "snappy"
     LZ4 = "lz4"
     ZSTD = "zstd"
+
+
+#: The module aiokafka 0.14 compresses each codec with (``aiokafka/codec.py``: all but gzip through
+#: ``cramjam``, from the ``aiokafka[lz4,snappy,zstd]`` runtime dependency). Without it the producer
+#: fails at every connect attempt, which looks like a Kafka outage; checked with the settings instead.
+CODEC_MODULES: Final[dict[Compression, str]] = {
+    Compression.SNAPPY: "cramjam",
+    Compression.LZ4: "cramjam",
+    Compression.ZSTD: "cramjam",
+}
+
+
+def missing_codec(compression: Compression) -> str | None:
+    """Why ``compression`` cannot be used in this installation, or None if it can."""
+    module = CODEC_MODULES.get(compression)
+    if module is None:
+        return None
+    try:
+        importlib.import_module(module)
+    except ImportError as exc:
+        return (
+            f"KAFKA_COMPRESSION={compression} needs the Python package {module!r} (aiokafka's {compression} "
+            f"codec), which cannot be imported here ({exc}): install requirements/runtime.lock, as the "
+            "image does, or choose another codec"
+        )
+    return None
 
 
 class SecurityProtocol(enum.StrEnum):
@@ -171,7 +198,9 @@ class KafkaSettings:
         "KAFKA_COMPRESSION",
         one_of(Compression),
         "none",
-        "Record batch compression: `none`, `gzip`, `snappy`, `lz4` or `zstd`.",
+        "Record batch compression: `none`, `gzip`, `snappy`, `lz4` or `zstd`. Every codec is in the "
+        "runtime dependencies (the image has them all); where one is missing, `check-config` and `serve` "
+        "exit 2 naming it.",
     )
     linger_ms: int = env(
         "KAFKA_LINGER_MS",
@@ -198,3 +227,10 @@ class KafkaSettings:
         "Altinn's 45 s request timeout.",
     )
     security: KafkaSecurity = section(KafkaSecurity)
+
+    def problems(self, failed: frozenset[str]) -> list[str]:
+        """The codec of ``KAFKA_COMPRESSION`` must be importable."""
+        if "KAFKA_COMPRESSION" in failed:
+            return []
+        missing = missing_codec(self.compression)
+        return [] if missing is None else [missing]

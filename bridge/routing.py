@@ -75,24 +75,28 @@ class Router:
     def route(self, event: Event) -> Route:
         """Topic, key (``resourceinstance``), value and CloudEvents headers for ``event``.
 
-        Structured mode: the value is the event as received, and the headers
-        repeat the attributes consumers filter on. Binary mode: the value is the
-        event's ``data`` and every attribute is a ``ce_`` header.
+        Structured mode: the value is the event as received and the one header is
+        ``content-type``, by which every SDK's auto-detecting reader (Python, JS,
+        Java, Go) recognises structured mode; Python's takes any ``ce_`` header to
+        mean binary mode, so the attributes consumers filter on are repeated as
+        ``ce_`` headers only with ``BRIDGE_RECORD_CE_HEADERS=on``. Binary mode:
+        the value is the event's ``data`` and every attribute is a ``ce_`` header.
         """
         topic = self.topic_for(event.type)
         key = event.resourceinstance.encode()
         if self._mode is RecordMode.BINARY:
             value, headers = binary_record(event.attributes)
             return Route(topic=topic, key=key, value=value, headers=headers)
-        headers = [
-            ("content-type", RECORD_CONTENT_TYPE),
-            ("ce_specversion", event.specversion.encode()),
-            ("ce_id", event.id.encode()),
-            ("ce_source", event.source.encode()),
-            ("ce_type", event.type.encode()),
-        ]
-        if event.time is not None:
-            headers.append(("ce_time", event.time.encode()))
+        headers = [("content-type", RECORD_CONTENT_TYPE)]
+        if self._settings.record_ce_headers:
+            headers += [
+                ("ce_specversion", event.specversion.encode()),
+                ("ce_id", event.id.encode()),
+                ("ce_source", event.source.encode()),
+                ("ce_type", event.type.encode()),
+            ]
+            if event.time is not None:
+                headers.append(("ce_time", event.time.encode()))
         return Route(topic=topic, key=key, value=event.raw, headers=headers)
 
 

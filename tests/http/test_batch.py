@@ -23,6 +23,7 @@ from aiohttp.test_utils import TestClient
 from bridge.errors import PublishError
 from tests.support.events import (
     DEADLETTER_TOPIC,
+    RECORD_CONTENT_TYPE,
     VALID,
     VALID_EVENTS,
     VALIDATION_FIXTURE,
@@ -98,8 +99,7 @@ async def test_batch_of_every_valid_fixture(make_client, fake_publisher):
         record = records[default_topic(item["type"]), item["resourceinstance"].encode()]
         assert orjson.loads(record.value) == item
         assert record.value == orjson.dumps(item)  # re-serialised compactly
-        assert record.header("ce_id") == item["id"].encode()
-        assert record.header("ce_source") == item["source"].encode()
+        assert record.headers == [("content-type", RECORD_CONTENT_TYPE)]
 
 
 async def test_batch_answer_offsets_name_the_records(make_client, fake_publisher):

@@ -115,7 +115,8 @@ async def test_replicas_learn_each_others_publishes(kafka_bootstrap, start_bridg
 
 
 def _produce_orphan(bootstrap: str, partition: int) -> dict[str, object]:
-    """An event written the way the bridge writes it, but with no state record."""
+    """An event written with ``ce_`` headers, as ``BRIDGE_RECORD_CE_HEADERS=on`` does, but with no state
+    record (the other shapes: tests/integration/test_record_headers.py)."""
     orphan = _event()
     producer = Producer({"bootstrap.servers": bootstrap})
     producer.produce(

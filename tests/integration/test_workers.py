@@ -13,6 +13,7 @@ import pytest
 
 from devtools.show_topic import read_topics
 from tests.support.events import ALTINN_CONTENT_TYPE, VALID
+from tests.support.kafka import record_event_id
 from tests.support.waiting import polled, wait_for_status
 
 pytestmark = pytest.mark.integration
@@ -64,7 +65,7 @@ async def test_two_workers_share_the_port_and_their_metrics(kafka_bootstrap, sta
     assert re.search(r"^altinn_bridge_ready 1\.0$", exposition, re.MULTILINE)
 
     landed = {
-        r["headers"]["ce_id"].decode()
+        record_event_id(r)
         for r in read_topics(kafka_bootstrap, ["altinn.correspondence.correspondencepublished"])
     }
     assert set(ids) <= landed
