@@ -22,6 +22,7 @@ from bridge.app import create_app
 from bridge.config import Settings
 from bridge.logs import get_logger
 from bridge.ops_server import OpsServer
+from bridge.process_memory import ProcessMemory
 from bridge.state import BRIDGE, Bridge
 
 _log = get_logger("bridge.server")
@@ -64,9 +65,13 @@ async def serve(settings: Settings) -> int:
     # Frozen objects are skipped by the cyclic collector (reference counting still frees them).
     gc.collect()
     gc.freeze()
+    # RSS for /metrics: a task of the process, not of an app (workers add theirs up).
+    memory = ProcessMemory(bridge.metrics.registry, supervisor=settings.process.worker_of)
+    sampling = asyncio.create_task(memory.run())
     try:
         return await _serve_until_stopped(runner, bridge, settings)
     finally:
+        sampling.cancel()
         if ops is not None:  # last: probes and scrapes are answered until the very end
             await ops.stop()
 

@@ -78,6 +78,16 @@ def load_yaml(path: Path) -> Any:
     return yaml.safe_load(path.read_text())
 
 
+def runbook_base_url() -> str:
+    """The default base of every runbook_url: ``base_url`` of the base's render-time ConfigMap."""
+    generators = load_yaml(KUSTOMIZE / "base" / "kustomization.yaml")["configMapGenerator"]
+    [runbooks] = [g for g in generators if g["name"] == "altinn-kafka-bridge-runbooks"]
+    [literal] = runbooks["literals"]
+    name, _, value = literal.partition("=")
+    assert name == "base_url"
+    return value
+
+
 def alert_rules() -> dict[str, dict[str, Any]]:
     """The alert rules of deploy/prometheus/alerts.yaml by alert name."""
     groups = load_yaml(DEPLOY / "prometheus" / "alerts.yaml")["groups"]

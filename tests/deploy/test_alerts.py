@@ -11,6 +11,7 @@ import yaml
 from prometheus_client import CollectorRegistry
 
 from bridge.metrics import Metrics
+from bridge.process_memory import ProcessMemory
 from tests.deploy.conftest import (
     DEPLOY,
     KUSTOMIZE,
@@ -20,6 +21,7 @@ from tests.deploy.conftest import (
     kustomize,
     load_yaml,
     run,
+    runbook_base_url,
     tool,
 )
 
@@ -32,10 +34,18 @@ OPERATIONS = ROOT / "docs" / "operations.md"
 NO_EVENTS_FOR = {"tt02": "72h", "production": "6h"}
 
 
+def exported_registry() -> CollectorRegistry:
+    """A registry with every metric a serving bridge process registers."""
+    registry = CollectorRegistry()
+    Metrics(registry)
+    ProcessMemory(registry)  # registered by bridge.server for the process
+    return registry
+
+
 def exported_names() -> set[str]:
     """Every sample name the bridge exports (``_total``, ``_bucket``, … included)."""
     names = set()
-    for family in Metrics(CollectorRegistry()).registry.collect():
+    for family in exported_registry().collect():
         names.add(family.name)
         names.update(sample.name for sample in family.samples)
         if family.type == "histogram":
@@ -100,10 +110,14 @@ def _anchors(markdown: str) -> set[str]:
 
 
 def test_every_alert_links_its_runbook_in_operations_md() -> None:
+    """Absolute links, one base for all (the one an installer changes), an anchor per alert."""
+    base = runbook_base_url()
+    assert base.startswith("https://")
+    assert base.endswith("/docs/operations.md")
     anchors = _anchors(OPERATIONS.read_text())
     for name, rule in alert_rules().items():
         url = rule["annotations"]["runbook_url"]
-        assert url == f"docs/operations.md#{name.lower()}", name
+        assert url == f"{base}#{name.lower()}", name
         assert name.lower() in anchors, f"docs/operations.md has no section {name}"
         assert {"summary", "description"} <= rule["annotations"].keys(), name
         assert rule["labels"]["severity"] in ("critical", "warning"), name
@@ -122,7 +136,7 @@ def test_rules_and_dashboard_use_only_metrics_the_bridge_exports() -> None:
 
 def test_the_dashboard_shows_every_metric_the_bridge_exports() -> None:
     dashboard = (DEPLOY / "grafana" / "altinn-kafka-bridge.json").read_text()
-    families = {family.name for family in Metrics(CollectorRegistry()).registry.collect()}
+    families = {family.name for family in exported_registry().collect()}
     assert families
     missing = {
         name for name in families if not re.search(rf"\b{name}(_total|_bucket|_count|_sum)?\b", dashboard)
@@ -156,3 +170,15 @@ def test_overlay_rules_pass_promtool_and_differ_only_in_the_no_events_period(
     plain = alert_rules()
     plain["AltinnBridgeNoEvents"] = {**plain["AltinnBridgeNoEvents"], "for": NO_EVENTS_FOR[overlay]}
     assert rules == plain
+
+
+def test_no_runbook_url_in_deploy_is_relative() -> None:
+    """Alertmanager and Grafana show runbook_url as a link: a repository path would be a dead one."""
+    urls = []
+    for path in sorted(DEPLOY.rglob("*.yaml")):
+        urls += [(path.name, url) for url in re.findall(r"runbook_url:\s*(\S+)", path.read_text())]
+    for target in ("base", *(f"overlays/{o}" for o in OVERLAYS)):
+        for group in _prometheus_rule(kustomize(KUSTOMIZE / target))["spec"]["groups"]:
+            urls += [(target, rule["annotations"]["runbook_url"]) for rule in group["rules"]]
+    assert len(urls) > 3 * len(alert_rules())
+    assert [(where, url) for where, url in urls if not url.startswith("https://")] == []

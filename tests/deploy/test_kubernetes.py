@@ -10,6 +10,7 @@ the bridge accepts, and a shutdown that fits in the grace period.
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 from pathlib import Path
@@ -26,9 +27,11 @@ from tests.deploy.conftest import (
     KUSTOMIZE,
     NODE_TOOLS,
     OVERLAYS,
+    alert_rules,
     kustomize,
     node_tools_ready,
     run,
+    runbook_base_url,
     tool,
 )
 from tests.support.settings import make_settings
@@ -351,3 +354,112 @@ def test_ingress_example_exposes_only_the_event_endpoint() -> None:
 def test_secret_example_holds_only_secret_variables() -> None:
     [secret] = _example(KUSTOMIZE / "examples" / "secret.yaml")
     assert set(secret["stringData"]) <= {name for name, var in VARIABLES.items() if var.secret}
+
+
+# --- monitoring that drops into kube-prometheus-stack ------------------------------------------
+
+DASHBOARD = DEPLOY / "grafana" / "altinn-kafka-bridge.json"
+MONITORING_KINDS = {"ServiceMonitor", "PrometheusRule"}
+
+
+def _render_beside(tmp_path: Path, kustomization: dict[str, Any], *resources: Path) -> list[dict[str, Any]]:
+    """Render a kustomization of ours the way an installer's own overlay would include it."""
+    kustomization = {
+        "apiVersion": "kustomize.config.k8s.io/v1beta1",
+        "kind": "Kustomization",
+        "resources": [os.path.relpath(r, tmp_path) for r in resources],
+        **kustomization,
+    }
+    (tmp_path / "kustomization.yaml").write_text(yaml.safe_dump(kustomization))
+    return kustomize(tmp_path)
+
+
+def _runbook_urls(resources: list[dict[str, Any]]) -> dict[str, str]:
+    rule = _one(resources, "PrometheusRule")
+    return {r["alert"]: r["annotations"]["runbook_url"] for g in rule["spec"]["groups"] for r in g["rules"]}
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_the_dashboard_configmap_carries_the_dashboard_for_grafanas_sidecar(target: str) -> None:
+    resources = _resources(target)
+    [config_map] = [
+        r for r in resources if r["kind"] == "ConfigMap" and "grafana_dashboard" in r["metadata"]["labels"]
+    ]
+    # The label and value kube-prometheus-stack's Grafana sidecar looks for; a name without a hash
+    # suffix, so an update replaces it instead of adding a second one.
+    assert config_map["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert config_map["metadata"]["name"] == "altinn-kafka-bridge-dashboard"
+    # The file itself, byte for byte: one dashboard, not a copy that drifts.
+    assert config_map["data"] == {DASHBOARD.name: DASHBOARD.read_text()}
+    assert json.loads(config_map["data"][DASHBOARD.name])["uid"] == "altinn-kafka-bridge"
+    # In the bridge's namespace, like everything else of the overlay.
+    deployment = _one(resources, "Deployment")
+    assert config_map["metadata"].get("namespace") == deployment["metadata"].get("namespace")
+    # The render-time ConfigMap of the runbook base is never applied.
+    assert not [r for r in resources if r["metadata"]["name"].startswith("altinn-kafka-bridge-runbooks")]
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_runbook_links_are_absolute_with_the_targets_base(target: str) -> None:
+    base = runbook_base_url()
+    urls = _runbook_urls(_resources(target))
+    assert urls == {alert: f"{base}#{alert.lower()}" for alert in alert_rules()}
+
+
+def test_one_base_url_in_an_overlay_moves_every_runbook_link(tmp_path: Path) -> None:
+    """An installer's overlay sets base_url once and includes the component; every link follows."""
+    ours = tmp_path / "ours"
+    ours.mkdir()
+    resources = _render_beside(
+        ours,
+        {
+            "components": [os.path.relpath(KUSTOMIZE / "components" / "runbook-links", ours)],
+            "configMapGenerator": [
+                {
+                    "name": "altinn-kafka-bridge-runbooks",
+                    "behavior": "merge",
+                    "literals": ["base_url=https://wiki.example.net/team/bridge-runbook"],
+                }
+            ],
+        },
+        KUSTOMIZE / "overlays" / "production",
+    )
+    urls = _runbook_urls(resources)
+    assert urls == {
+        alert: f"https://wiki.example.net/team/bridge-runbook#{alert.lower()}" for alert in alert_rules()
+    }
+    # Only the links moved: the production overlay's own change (the no-events period) is kept.
+    assert _one(resources, "PrometheusRule")["spec"]["groups"][1]["rules"][0]["for"] == "6h"
+    assert not [r for r in resources if r["metadata"]["name"].startswith("altinn-kafka-bridge-runbooks")]
+
+
+def _commented_release_patch(overlay: Path) -> list[dict[str, Any]]:
+    """The overlay's commented-out ``release`` patch, uncommented."""
+    lines = overlay.read_text().splitlines()
+    start = lines.index("  # - target:")
+    block = []
+    for line in lines[start:]:
+        if not line.startswith("  # ") or not line[4:].startswith(("-", " ")):
+            break
+        block.append(line[4:])
+    return yaml.safe_load("\n".join(block))
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_service_monitor_and_rules_carry_kube_prometheus_stacks_release_label(target: str) -> None:
+    for resource in _resources(target):
+        labels = resource["metadata"].get("labels", {})
+        if resource["kind"] in MONITORING_KINDS:
+            assert labels["release"] == "kube-prometheus-stack", resource["kind"]
+        else:
+            assert "release" not in labels, resource["kind"]
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_the_overlays_commented_release_patch_relabels_both(overlay: str, tmp_path: Path) -> None:
+    patch = _commented_release_patch(KUSTOMIZE / "overlays" / overlay / "kustomization.yaml")
+    resources = _render_beside(tmp_path, {"patches": patch}, KUSTOMIZE / "overlays" / overlay)
+    relabelled = {
+        r["kind"] for r in resources if r["metadata"]["labels"].get("release") == "my-monitoring-release"
+    }
+    assert relabelled == MONITORING_KINDS

@@ -79,6 +79,9 @@ def test_dashboard_is_well_formed() -> None:
         "altinn_bridge_requests_in_flight",
         "altinn_bridge_ready",
         "altinn_bridge_kafka_producer_errors_total",
+        "altinn_bridge_last_event_timestamp_seconds",
+        "altinn_bridge_process_resident_memory_bytes",
+        "altinn_bridge_memory_limit_bytes",
     ):
         assert metric in text, metric
     assert re.search(r'status=\\"503\\"', text)
@@ -200,6 +203,8 @@ async def test_every_dashboard_query_returns_series_from_a_real_prometheus(
     await _wait_until(http, prometheus, f'count(up{{job="{JOB}"}} == 1) == 2', "both bridges scraped")
     up = await _query(http, prometheus, f'up{{job="{JOB}"}}')
     assert {r["metric"]["instance"] for r in up["result"]} == {good_ops, broken_ops}
+    # Up, and nothing published yet: the no-events alert starts counting its period.
+    await _wait_for_alert(http, prometheus, "AltinnBridgeNoEvents", present=True)
 
     await _traffic(http, good.url, broken.url)
     # The readiness gauge is set by /readyz; the kubelet would call it, on the ops port.
@@ -224,6 +229,16 @@ async def test_every_dashboard_query_returns_series_from_a_real_prometheus(
     }
     # The template variables' metric is there.
     assert (await _query(http, prometheus, "altinn_bridge_build_info"))["result"]
+    # The last published event is seconds old, not a default; each bridge holds its own memory.
+    age = await _query(
+        http, prometheus, f'time() - max(altinn_bridge_last_event_timestamp_seconds{{job="{JOB}"}})'
+    )
+    assert 0 <= float(age["result"][0]["value"][1]) < 120
+    resident = await _query(http, prometheus, f'altinn_bridge_process_resident_memory_bytes{{job="{JOB}"}}')
+    assert {r["metric"]["instance"] for r in resident["result"]} == {good_ops, broken_ops}
+    assert all(20e6 < float(r["value"][1]) < 1e9 for r in resident["result"]), resident
+    # Events flow again: the no-events alert is no longer pending.
+    await _wait_for_alert(http, prometheus, "AltinnBridgeNoEvents", present=False)
 
     # Every alert rule evaluates without error against the real series.
     async with http.get(prometheus.url + "/api/v1/rules") as response:
@@ -234,6 +249,27 @@ async def test_every_dashboard_query_returns_series_from_a_real_prometheus(
 
     assert good.terminate() == 0
     assert broken.terminate() == 0
+
+
+async def _wait_for_alert(
+    http: aiohttp.ClientSession, prometheus: Prometheus, name: str, *, present: bool
+) -> None:
+    """Until Prometheus lists ``name`` as pending or firing (``present``), or no longer does."""
+
+    async def active() -> set[str]:
+        async with http.get(prometheus.url + "/api/v1/alerts") as response:
+            return {alert["labels"]["alertname"] for alert in (await response.json())["data"]["alerts"]}
+
+    try:
+        await polled(
+            active,
+            lambda names: (name in names) == present,
+            what=f"Prometheus: {name} {'active' if present else 'resolved'}",
+            timeout_s=30,
+            every_s=0.5,
+        )
+    except AssertionError as exc:
+        pytest.fail(f"{exc}; log: {prometheus.log}", pytrace=False)
 
 
 async def _wait_until(http: aiohttp.ClientSession, prometheus: Prometheus, expr: str, what: str) -> None:
