@@ -14,7 +14,7 @@ import enum
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from typing import Final
+from typing import Final, TypeVar
 
 from bridge.altinn.settings import AltinnSettings
 from bridge.envconfig import (
@@ -61,6 +61,7 @@ __all__ = [
 
 DECLARED: Final = Declarations()
 env = DECLARED.setting
+T = TypeVar("T")
 
 SOURCE_PRESETS: Final[dict[str, str]] = {
     "production": "https://platform.altinn.no/correspondence/api/v1/",
@@ -207,6 +208,16 @@ class TopicSettings:
         _topic,
         "{BRIDGE_TOPIC_PREFIX}.deadletter",
         "Topic for bodies that can never be valid events (see `BRIDGE_INVALID_EVENT_POLICY`).",
+    )
+    record_ce_headers: bool = env(
+        "BRIDGE_RECORD_CE_HEADERS",
+        on_off,
+        "off",
+        "Structured mode only: `on` adds `ce_specversion`, `ce_id`, `ce_source`, `ce_type` and "
+        "`ce_time` headers beside `content-type`, for filtering on headers without reading the value. "
+        "Keep `off` unless a consumer needs that: the Python CloudEvents SDK's `from_kafka_event` takes "
+        "any `ce_` header for binary mode and then loses `resource`, `resourceinstance` and `subject` "
+        "(docs/consumers.md).",
     )
 
 
@@ -367,11 +378,18 @@ class Settings:
     process: ProcessRole = section(ProcessRole)
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str]) -> Settings:
-        """Settings from environment-like ``environ``; :class:`ConfigError` lists every problem."""
-        reader = Reader(environ, _ALL)
+    def from_env(cls, environ: Mapping[str, str], *, serving: bool = True) -> Settings:
+        """Settings from environment-like ``environ``; :class:`ConfigError` lists every problem.
+
+        ``serving=False`` is for the one-shot commands (``topics``, ``reconcile``, ``redrive``),
+        which serve no HTTP: the server's own sections (HTTP, authentication, readiness,
+        shutdown) are not read and keep their defaults, so a missing ``BRIDGE_AUTH_TOKENS`` or
+        a TLS file mounted only into the server's pod does not stop them; nor does
+        ``BRIDGE_RECONCILE=on`` ask for what continuous reconciling needs.
+        """
+        reader = Reader(environ, _ALL) if serving else _OneShotReader(environ, _ALL)
         settings = reader.load(cls)
-        if settings.reconcile.enabled:
+        if serving and settings.reconcile.enabled:
             if settings.dedupe.mode is not DedupeMode.KAFKA:
                 # Without the shared window every event pushed before would be published again.
                 reader.problems.append(
@@ -398,6 +416,21 @@ class Settings:
 
 
 _ALL: Final = declared(Settings)
+#: The sections only ``serve`` reads; the one-shot commands leave them at their defaults.
+_SERVER_SECTIONS: Final[frozenset[type]] = frozenset(
+    {HttpSettings, AuthSettings, HealthSettings, ShutdownSettings}
+)
+
+
+class _OneShotReader(Reader):
+    """A :class:`Reader` that skips the server's sections (``Settings.from_env(serving=False)``)."""
+
+    def load(self, kind: type[T]) -> T:
+        if kind in _SERVER_SECTIONS:
+            return kind()
+        return super().load(kind)
+
+
 #: Every variable a user can set, in the order of ``docs/configuration.md``.
 VARIABLES: Final[dict[str, Variable]] = {name: v for name, v in _ALL.items() if not v.internal}
 
