@@ -30,12 +30,13 @@ COMPILE  = $(BIN)/uv pip compile --quiet --generate-hashes --annotation-style li
 	--python-version 3.11 --python-platform x86_64-unknown-linux-gnu \
 	--custom-compile-command 'make locks' $(UPGRADE)
 
-.PHONY: help install tools run test test-fast lint format locks bench clean
+.PHONY: help install tools run test test-fast conformance lint format locks bench clean
 
 help:
 	@echo "make run        - local broker + bridge on http://127.0.0.1:8080 (Ctrl-C stops both)"
 	@echo "make test       - the whole test suite (starts its own brokers; needs npm for the Node tools)"
 	@echo "make test-fast  - tests/unit, tests/http and tests/altinn: no broker, Node or Prometheus"
+	@echo "make conformance - the bridge's behaviours on YOUR Kafka (KAFKA_BOOTSTRAP_SERVERS, KAFKA_*; docs/operations.md)"
 	@echo "make lint       - ruff, ruff format --check, mypy --strict, import-linter"
 	@echo "make format     - ruff format and ruff check --fix"
 	@echo "make bench      - the performance benchmark (docs/performance.md; BENCH_QUICK=1 for a short one)"
@@ -79,6 +80,12 @@ test: $(call stamp,runtime) $(call stamp,broker) $(call stamp,test) $(call stamp
 
 test-fast: $(call stamp,runtime) $(call stamp,test)
 	$(BIN)/python -m pytest $(FAST_TESTS) $(PYTEST_ARGS)
+
+# Against the cluster in KAFKA_BOOTSTRAP_SERVERS and the KAFKA_* security variables, in topics of its
+# own (docs/operations.md, "Before go-live"). `make test` runs it against Tansu
+# (tests/integration/test_conformance.py).
+conformance: $(call stamp,runtime) $(call stamp,broker)
+	$(BIN)/python -m devtools.conformance
 
 lint: $(call stamp,runtime) $(call stamp,lint)
 	$(BIN)/ruff check $(LINT_PATHS)

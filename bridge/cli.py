@@ -1,4 +1,4 @@
-"""Command line: ``altinn-bridge [serve|topics|check-config|subscription …|reconcile …]``."""
+"""Command line: ``altinn-bridge [serve|topics|check-config|doctor|subscription …|reconcile …|redrive …]``."""
 
 from __future__ import annotations
 
@@ -6,12 +6,14 @@ import argparse
 import asyncio
 import os
 import sys
+import time
 from collections.abc import Callable, Mapping, Sequence
 
 import orjson
 
 from bridge import __version__
 from bridge.config import ConfigError, LogLevel, Settings, unknown_variables
+from bridge.events import parse_time
 from bridge.logs import configure_logging, get_logger
 from bridge.routing import topics_to_provision
 
@@ -37,9 +39,75 @@ def _parser() -> argparse.ArgumentParser:
         "last, needs cleanup.policy=compact,delete and retention.ms above the dedupe window",
     )
     sub.add_parser("check-config", help="validate the configuration and print it as JSON")
+    doctor = sub.add_parser(
+        "doctor",
+        help="check this configuration against Kafka and Altinn before go-live (one row per check); "
+        'exit 0 ok, 1 a check failed, 2 configuration error (docs/operations.md, "Before go-live")',
+    )
+    doctor.add_argument("--json", action="store_true", help="print the rows as JSON")
     _add_subscription_parser(sub)
     _add_reconcile_parser(sub)
+    _add_redrive_parser(sub)
     return parser
+
+
+def _add_redrive_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    redrive = sub.add_parser(
+        "redrive",
+        help="send the records of a topic the bridge wrote (dead letters, unknown types, …) through "
+        'the pipeline again (see docs/operations.md, "Redrive")',
+        description="Read the records of TOPIC that are present when it starts and send each one's event "
+        "through the same validation, filters, dedupe, routing and publishing as a push. Records still "
+        "invalid, and events whose route is TOPIC itself, stay where they are and are counted. Progress is "
+        "kept in the consumer group <KAFKA_CLIENT_ID>.redrive.<TOPIC>: a second run continues where the "
+        "last stopped. Progress on stderr, a JSON summary on stdout. Exit codes: 0 done, 1 Kafka failed, "
+        "2 configuration, 130 stopped by a signal (what was acknowledged is committed).",
+    )
+    redrive.add_argument("--from", dest="source", required=True, metavar="TOPIC", help="the topic to read")
+    redrive.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="decide every record as a run would and print the counts; write and commit nothing",
+    )
+    redrive.add_argument(
+        "--since",
+        type=_instant,
+        metavar="WHEN",
+        help="pass over records written before WHEN (RFC 3339, or a duration ago: 90m, 12h, 7d); "
+        "the group's position moves past them",
+    )
+    redrive.add_argument(
+        "--until",
+        type=_instant,
+        metavar="WHEN",
+        help="stop each partition at its first record written after WHEN; those stay for a later run",
+    )
+    redrive.add_argument(
+        "--limit", type=_positive, metavar="N", help="at most N records this run; the next run continues"
+    )
+
+
+_AGO_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def _instant(raw: str) -> float:
+    """An RFC 3339 date-time, or ``<number><s|m|h|d>`` ago; epoch seconds."""
+    number, unit = raw[:-1], raw[-1:].lower()
+    if unit in _AGO_UNITS and number.replace(".", "", 1).isdigit():
+        return time.time() - float(number) * _AGO_UNITS[unit]
+    try:
+        return parse_time(raw).timestamp()
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{raw!r} is neither an RFC 3339 date-time (2026-08-20T08:00:00Z) "
+            "nor a duration ago (90m, 12h, 7d)"
+        ) from None
+
+
+def _positive(raw: str) -> int:
+    if not raw.isdigit() or int(raw) < 1:
+        raise argparse.ArgumentTypeError("a whole number of at least 1")
+    return int(raw)
 
 
 def _add_reconcile_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -154,6 +222,10 @@ def _subscription_id(raw: str) -> str:
     return raw
 
 
+#: Commands that read every setting: ``serve``, and those that check what ``serve`` reads.
+_SERVING_COMMANDS = frozenset({"serve", "check-config", "doctor"})
+
+
 def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:  # noqa: PLR0911 - one exit per command
     """Entry point of the ``altinn-bridge`` console script; ``env`` defaults to ``os.environ``."""
     args = _parser().parse_args(argv)
@@ -164,26 +236,42 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         from bridge.altinn.commands import run  # noqa: PLC0415
 
         return run(args, env, out=sys.stdout, err=sys.stderr)
+    command = args.command or "serve"
     try:
-        settings = Settings.from_env(env)
+        # The one-shot commands serve no HTTP: they do not read (or demand) the server's settings.
+        settings = Settings.from_env(env, serving=command in _SERVING_COMMANDS)
     except ConfigError as exc:
         print(f"altinn-bridge: {exc}", file=sys.stderr)  # noqa: T201 - before logging exists
         return 2
-    command = args.command or "serve"
     if command == "topics":
         print("\n".join(topics_to_provision(settings)))  # noqa: T201 - the command's output
         return 0
     if command == "check-config":
-        print(orjson.dumps(settings.describe(), option=orjson.OPT_INDENT_2).decode())  # noqa: T201
-        return 0
+        return _check_config(settings, env)
     if command == "reconcile":
         return _reconcile(settings, args, env)
+    if command == "redrive":
+        return _redrive(settings, args)
+    if command == "doctor":
+        from bridge.doctor import run as doctor  # noqa: PLC0415 - keep the other commands free of it
+
+        return doctor(settings, env, as_json=args.json, out=sys.stdout)
 
     workers = getattr(args, "workers", None) or settings.http.workers
     if workers < 1:
         print("altinn-bridge: --workers must be at least 1", file=sys.stderr)  # noqa: T201
         return 2
     return _run(settings, workers, env)
+
+
+def _check_config(settings: Settings, env: Mapping[str, str]) -> int:
+    unknown = unknown_variables(env)
+    if unknown:  # warned about as `serve` does, on stderr: stdout is the JSON
+        names = ", ".join(unknown)
+        message = f"altinn-bridge: warning: unknown BRIDGE_* variables ignored (typo?): {names}"
+        print(message, file=sys.stderr)  # noqa: T201
+    print(orjson.dumps(settings.describe(), option=orjson.OPT_INDENT_2).decode())  # noqa: T201
+    return 0
 
 
 def _run(settings: Settings, workers: int, env: Mapping[str, str]) -> int:
@@ -238,8 +326,26 @@ def _reconcile(settings: Settings, args: argparse.Namespace, env: Mapping[str, s
         )
 
 
+def _redrive(settings: Settings, args: argparse.Namespace) -> int:
+    from bridge.redrive import EXIT_INTERRUPTED, Options, run_once  # noqa: PLC0415 - only this command
+
+    if args.since is not None and args.until is not None and args.since >= args.until:
+        print("altinn-bridge redrive: --since must be before --until", file=sys.stderr)  # noqa: T201
+        return 2
+    # Logs on stderr, beside the progress; only warnings unless debugging.
+    level = LogLevel.DEBUG if settings.log_level is LogLevel.DEBUG else LogLevel.WARNING
+    configure_logging(level, stream=sys.stderr.buffer)
+    options = Options(args.source, args.dry_run, args.since, args.until, args.limit)
+    with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+        try:
+            return runner.run(run_once(settings, options))
+        except asyncio.CancelledError:  # a second SIGINT/SIGTERM: stopped without a summary
+            print("altinn-bridge redrive: aborted", file=sys.stderr)  # noqa: T201
+            return EXIT_INTERRUPTED
+
+
 def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
-    """The uvloop event loop when it is installed (the `speed` extra), else asyncio's."""
+    """The uvloop event loop when it is installed (a runtime dependency), else asyncio's."""
     try:
         import uvloop  # noqa: PLC0415 - optional
     except ImportError:
