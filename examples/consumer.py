@@ -7,8 +7,15 @@ Kafka holds it twice (the bridge delivers at least once), and commits offsets on
 events are handled, so a crash means re-reading, never losing. One JSON line per event on stdout.
 
 Replace ``handle`` with your own logic, and the in-memory ``SeenIds`` with something that survives
-restarts and is shared by your replicas (a unique constraint on ``(ce_source, ce_id)`` in your
-database, written in the same transaction as the effect of the event).
+restarts and is shared by your replicas (a unique constraint on the event's ``(source, id)`` in
+your database, written in the same transaction as the effect of the event).
+
+Both of the bridge's record modes are read (docs/consumers.md, "Records"): *structured*, the
+default, where the value is the CloudEvent JSON and ``content-type`` is
+``application/cloudevents+json``; and *binary* (``BRIDGE_RECORD_MODE=binary``), where every
+attribute is a ``ce_<name>`` header and the value is the event's ``data`` (empty for Altinn's
+events). A CloudEvents SDK does the same (``from_kafka_event`` in the Python ``cloudevents``
+package); this example needs none.
 
 Needs only ``aiokafka`` (``pip install aiokafka``); ``--from-beginning``, ``--max-events`` and
 ``--idle-exit-s`` exist for trying it out and for the bridge's own tests.
@@ -25,6 +32,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord
+
+#: Structured mode's media type (the Kafka binding's ``content-type``, before any parameters).
+STRUCTURED_CONTENT_TYPE = "application/cloudevents+json"
 
 #: The 18 Correspondence event types Altinn emits today, and the topic for types the bridge does
 #: not know yet. Topic = ``<prefix>.<name>``; the prefix is the bridge's BRIDGE_TOPIC_PREFIX.
@@ -51,35 +61,63 @@ EVENT_TOPIC_NAMES = (
 )
 
 
+class NotACloudEvent(ValueError):
+    """A record in neither record mode: no structured ``content-type``, no ``ce_specversion``."""
+
+
 @dataclass(frozen=True)
 class Event:
-    """What a consumer needs from one record: the identity headers and the CloudEvent itself."""
+    """What a consumer needs from one record: where it was, its key, and the CloudEvent's attributes."""
 
     topic: str
     partition: int
     offset: int
     key: str
-    ce_id: str
-    ce_source: str
-    ce_type: str
-    cloudevent: dict[str, object]
+    #: ``id``, ``source``, ``type``, ``time``, ``resource``, ``resourceinstance``, ``subject``, …
+    #: (strings, as the bridge received them), and ``data`` when the event had any.
+    attributes: dict[str, object]
+
+    @property
+    def id(self) -> str:
+        """The event's ``id``: with ``source``, what identifies it across redeliveries."""
+        return str(self.attributes["id"])
+
+    @property
+    def source(self) -> str:
+        """The event's ``source`` (which Altinn environment and API)."""
+        return str(self.attributes["source"])
+
+    @property
+    def type(self) -> str:
+        """The event's ``type``, as sent (compare case-insensitively)."""
+        return str(self.attributes["type"])
 
     @classmethod
     def from_record(cls, record: ConsumerRecord) -> Event:
-        """Read a structured-mode record: the CloudEvent JSON value, its identity from the headers."""
-        headers = {name: value.decode() for name, value in record.headers}
-        cloudevent = json.loads(record.value)
+        """Read a record in either mode; the ``content-type`` header says which.
+
+        Structured: the value is the whole event (any ``ce_`` headers beside it, with
+        ``BRIDGE_RECORD_CE_HEADERS=on``, repeat what the value says). Binary: the attributes are
+        the ``ce_`` headers, and the value is ``data`` (usually empty).
+        """
+        headers = {name.lower(): (value or b"").decode() for name, value in record.headers}
+        content_type = headers.get("content-type", "")
+        if content_type.split(";")[0].strip().lower() == STRUCTURED_CONTENT_TYPE:
+            attributes = json.loads(record.value)
+        elif "ce_specversion" in headers:
+            attributes = {name[3:]: value for name, value in headers.items() if name.startswith("ce_")}
+            if content_type:
+                attributes["datacontenttype"] = content_type
+            if record.value:
+                attributes["data"] = record.value.decode(errors="replace")
+        else:
+            raise NotACloudEvent(f"{record.topic}/{record.partition}@{record.offset}")
         return cls(
             topic=record.topic,
             partition=record.partition,
             offset=record.offset,
             key=record.key.decode() if record.key is not None else "",
-            # The headers are there so a consumer can skip records without parsing the value;
-            # the value has the same attributes.
-            ce_id=headers.get("ce_id") or str(cloudevent["id"]),
-            ce_source=headers.get("ce_source") or str(cloudevent["source"]),
-            ce_type=headers.get("ce_type") or str(cloudevent["type"]),
-            cloudevent=cloudevent,
+            attributes=attributes,
         )
 
 
@@ -95,7 +133,7 @@ class SeenIds:
 
     def first_time(self, event: Event) -> bool:
         """True the first time an event is seen; remembers it."""
-        key = (event.ce_source, event.ce_id)
+        key = (event.source, event.id)
         if key in self._seen:
             self._seen.move_to_end(key)
             return False
@@ -113,10 +151,10 @@ def handle(event: Event) -> dict[str, object]:
     """
     return {
         "event": "handled",
-        "type": event.ce_type.lower().removeprefix("no.altinn.correspondence."),
-        "id": event.ce_id,
+        "type": event.type.lower().removeprefix("no.altinn.correspondence."),
+        "id": event.id,
         "resourceinstance": event.key,
-        "time": event.cloudevent.get("time"),
+        "time": event.attributes.get("time"),
         "topic": event.topic,
         "partition": event.partition,
         "offset": event.offset,
@@ -149,12 +187,19 @@ async def consume(args: argparse.Namespace) -> int:
                     break
             for records in batches.values():
                 for record in records:
-                    event = Event.from_record(record)
+                    try:
+                        event = Event.from_record(record)
+                    except NotACloudEvent as error:  # not the bridge's: log it, do not stop on it
+                        print(
+                            json.dumps({"event": "not a CloudEvent, skipped", "record": str(error)}),
+                            flush=True,
+                        )
+                        continue
                     if seen.first_time(event):
                         print(json.dumps(handle(event)), flush=True)
                         handled += 1
                     else:
-                        print(json.dumps({"event": "duplicate skipped", "id": event.ce_id}), flush=True)
+                        print(json.dumps({"event": "duplicate skipped", "id": event.id}), flush=True)
             if batches:
                 await consumer.commit()
     finally:

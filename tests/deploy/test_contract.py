@@ -151,21 +151,31 @@ def test_consumers_md_names_every_topic_header_and_the_delivery_semantics() -> N
 async def test_example_consumer_handles_each_event_once(kafka_bootstrap, start_bridge, http) -> None:
     # Dedupe off, so the same event lands twice, as it can with the bridge's defaults too.
     bridge = start_bridge(kafka_bootstrap, BRIDGE_DEDUPE="off")
+    # A second bridge writing binary-mode records (attributes in ce_ headers, empty value) to the
+    # same topics: the consumer reads both modes, and dedupes across them on (source, id).
+    binary = start_bridge(kafka_bootstrap, BRIDGE_DEDUPE="off", BRIDGE_RECORD_MODE="binary")
     await wait_for_status(http, bridge.url + "/readyz", 200)
+    await wait_for_status(http, binary.url + "/readyz", 200)
     events = [orjson.loads(p.read_bytes()) for p in VALID if p != VALIDATION_FIXTURE]
     # A marker so this test recognises its own records among the session broker's.
     bodies = [orjson.dumps({**e, "id": f"{e['id']}-consumer-test"}) for e in events]
-    for body in [*bodies, bodies[0], bodies[1]]:
+    binary_only = {**events[3], "id": f"{events[3]['id']}-binary-consumer-test"}
+    posts = [(bridge, body) for body in [*bodies, bodies[0], bodies[1]]]
+    posts += [(binary, bodies[2]), (binary, orjson.dumps(binary_only))]
+    for to, body in posts:
         async with http.post(
-            bridge.url + "/api/v1/events", data=body, headers={"Content-Type": ALTINN_CONTENT_TYPE}
+            to.url + "/api/v1/events", data=body, headers={"Content-Type": ALTINN_CONTENT_TYPE}
         ) as response:
             assert response.status == 200, await response.text()
     in_kafka = [
         r
         for r in read_topics(kafka_bootstrap, Router(DEFAULTS.topics).all_topics())
-        if b"-consumer-test" in r["value"]
+        if b"-consumer-test" in r["value"] or r["headers"].get("ce_id", b"").endswith(b"-consumer-test")
     ]
-    assert len(in_kafka) == len(bodies) + 2
+    assert len(in_kafka) == len(posts)
+    binary_records = [r for r in in_kafka if "ce_id" in r["headers"]]
+    assert len(binary_records) == 2
+    assert all(r["value"] == b"" for r in binary_records)
 
     process = await asyncio.create_subprocess_exec(
         sys.executable,
@@ -188,10 +198,16 @@ async def test_example_consumer_handles_each_event_once(kafka_bootstrap, start_b
     ours = [line for line in lines if str(line.get("id", "")).endswith("-consumer-test")]
     handled = [line for line in ours if line["event"] == "handled"]
     skipped = [line for line in ours if line["event"] == "duplicate skipped"]
-    assert sorted(line["id"] for line in handled) == sorted(f"{e['id']}-consumer-test" for e in events)
-    assert len(skipped) == 2
+    sent = {f"{e['id']}-consumer-test": e for e in events} | {binary_only["id"]: binary_only}
+    assert sorted(line["id"] for line in handled) == sorted(sent)
+    # Two structured duplicates, and the binary copy of a structured record.
+    assert sorted(line["id"] for line in skipped) == sorted(
+        orjson.loads(body)["id"] for body in (bodies[0], bodies[1], bodies[2])
+    )
     for line in handled:
-        event = next(e for e in events if f"{e['id']}-consumer-test" == line["id"])
+        event = sent[line["id"]]
         assert line["resourceinstance"] == event["resourceinstance"]
         assert line["topic"] == Router(DEFAULTS.topics).topic_for(event["type"])
+        assert line["time"] == event.get("time")
     assert bridge.terminate() == 0
+    assert binary.terminate() == 0
