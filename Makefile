@@ -40,6 +40,7 @@ help:
 	@echo "make lint       - ruff, ruff format --check, mypy --strict, import-linter"
 	@echo "make format     - ruff format and ruff check --fix"
 	@echo "make bench      - the performance benchmark (docs/performance.md; BENCH_QUICK=1 for a short one)"
+	@echo "make bench-instructions - instructions per event under callgrind, against bench/instructions-budget.json"
 	@echo "make locks      - regenerate every requirements/*.lock (UPGRADE='-P NAME' bumps one package)"
 	@echo "make install    - every Python group into .venv (what run, test, lint and bench install)"
 	@echo "make tools      - the Node tools the deploy tests use (npm ci in tools/node)"
@@ -77,6 +78,16 @@ run: $(call stamp,runtime) $(call stamp,broker)
 
 test: $(call stamp,runtime) $(call stamp,broker) $(call stamp,test) $(call stamp,deploy) $(NODE_STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(MAKE) --no-print-directory bench-instructions
+
+# Instructions per event on the event route under valgrind's callgrind, checked against
+# bench/instructions-budget.json (docs/performance.md). BUDGET=write stores new counts (+10 %).
+# Installs Debian's valgrind when it is missing and this runs as root.
+bench-instructions: $(call stamp,runtime)
+	@command -v valgrind >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends valgrind >/dev/null; } || \
+		{ echo "valgrind not found: apt-get install valgrind (Debian)"; exit 1; }
+	$(BIN)/python -m bench.instructions $(if $(filter write,$(BUDGET)),--write-budget,--check)
 
 test-fast: $(call stamp,runtime) $(call stamp,test)
 	$(BIN)/python -m pytest $(FAST_TESTS) $(PYTEST_ARGS)

@@ -22,10 +22,11 @@ from bridge.http_contract import (
     OPENAPI_PATH,
     READYZ_PATH,
 )
+from bridge.http_log import FALLBACK_PATH, HttpLog
 from bridge.lifecycle import Admission, Lifecycle, Phase
 from bridge.logs import get_logger
 from bridge.metrics import Metrics
-from bridge.middleware import access_middleware, problem_middleware
+from bridge.middleware import fallback, logged
 from bridge.pipeline import Pipeline
 from bridge.publisher import KafkaPublisher, Publisher
 from bridge.server_settings import AuthMode
@@ -61,6 +62,7 @@ def create_app(
         admission=admission,
         pipeline=pipeline,
         readiness=Readiness(settings.health, lifecycle, publisher),
+        http_log=HttpLog(metrics),
         guard=Guard(
             settings.auth.tokens,
             required=settings.auth.mode is AuthMode.TOKEN,
@@ -74,17 +76,25 @@ def create_app(
     app = web.Application(
         # Event bodies are read (and limited) by the handler itself; this bounds the rest.
         client_max_size=max(settings.http.max_body_bytes, settings.http.max_batch_bytes),
-        middlewares=[access_middleware(metrics), problem_middleware],
     )
     app[BRIDGE] = bridge
+    # No middleware: the event route logs, counts and maps its errors in one pass; every
+    # other route is wrapped (logged) and the catch-all answers 404/405 as problem+json.
+    allowed: dict[str, tuple[str, ...]] = {EVENTS_PATH: ("POST",)}
     app.router.add_post(EVENTS_PATH, views.receive_event)
     if settings.auth.mode is AuthMode.TOKEN:
         # The way Altinn can authenticate: it cannot add headers, only call a URL.
         app.router.add_post(EVENTS_TOKEN_ROUTE, views.receive_event)
-    app.router.add_get(HEALTHZ_PATH, views.healthz)
-    app.router.add_get(READYZ_PATH, views.readyz)
-    app.router.add_get(METRICS_PATH, views.metrics)
-    app.router.add_get(OPENAPI_PATH, views.openapi_json)
+        allowed[EVENTS_PATH + "/"] = ("POST",)
+    for path, handler in (
+        (HEALTHZ_PATH, views.healthz),
+        (READYZ_PATH, views.readyz),
+        (METRICS_PATH, views.metrics),
+        (OPENAPI_PATH, views.openapi_json),
+    ):
+        app.router.add_get(path, logged(handler))
+        allowed[path] = ("GET", "HEAD")
+    app.router.add_route("*", FALLBACK_PATH, fallback(allowed))
     app.cleanup_ctx.append(_producer_ctx)
     if settings.is_worker:
         app.cleanup_ctx.append(_readiness_ctx)

@@ -18,17 +18,18 @@ is :mod:`bridge.dedupe_store`'s job.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import itertools
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, NamedTuple
 
 import orjson
 
+#: No entry in the pending table (None there means reserved, its record not yet appended).
+_FREE: Final = object()
 #: Keys of deliveries that failed, remembered only to count sender retries.
 _FAILED_MEMORY: Final = 10_000
 
@@ -49,8 +50,7 @@ def dedupe_key(source: str, event_id: str) -> bytes:
     return digest.digest()
 
 
-@dataclass(frozen=True, slots=True)
-class Seen:
+class Seen(NamedTuple):
     """A published event: when it was committed (epoch s) and where it went."""
 
     at: float
@@ -106,23 +106,19 @@ def unrecorded_ranges(offsets: Iterable[int]) -> list[tuple[int, int | None]]:
 _Entry = tuple[float, str, int, int]
 
 
-class Failed(Exception):
-    """The first delivery of a key failed; a waiting duplicate shares the failure."""
-
-
-@dataclass(frozen=True, slots=True)
-class Claimed:
+class Claimed(NamedTuple):
     """What :meth:`Dedupe.claim` decided.
 
     Exactly one of: ``seen`` (a duplicate of a published event), ``wait`` (the
-    first delivery is in flight; await it), or neither (the caller owns the key
-    and must :meth:`Dedupe.commit` or :meth:`Dedupe.release` it). ``previous``
-    names what a redelivery met (``published``, ``in_flight``, ``failed``), or
-    is None for a first delivery.
+    first delivery is in flight: what its owner :meth:`~Dedupe.hold` s, the record's
+    place in its Kafka batch), or neither (the caller owns the key, holds it with its
+    record's place and must :meth:`Dedupe.commit` or :meth:`Dedupe.release` it).
+    ``previous`` names what a redelivery met (``published``, ``in_flight``,
+    ``failed``), or is None for a first delivery.
     """
 
     seen: Seen | None = None
-    wait: asyncio.Future[Seen] | None = None
+    wait: object | None = None
     previous: str | None = None
 
 
@@ -146,7 +142,8 @@ class Dedupe:
         #: tracking, so a window of 500,000 keys does not lengthen every full collection (measured:
         #: p99 grew with the window; docs/performance.md).
         self._seen: OrderedDict[bytes, _Entry] = OrderedDict()
-        self._pending: dict[bytes, asyncio.Future[Seen]] = {}
+        #: Keys in flight: what their owner holds (None until it appended its record).
+        self._pending: dict[bytes, object | None] = {}
         self._failed: OrderedDict[bytes, None] = OrderedDict()
         self._evictions = Evictions()
 
@@ -160,24 +157,33 @@ class Dedupe:
             return None
         return Seen(*entry)
 
-    def claim(self, key: bytes) -> Claimed:
-        """Decide what a delivery of ``key`` does; reserves the key for a first delivery."""
+    def claim(self, key: bytes, topic: str | None = None) -> Claimed:
+        """Decide what a delivery of ``key`` does; reserves the key for a first delivery.
+
+        With ``topic`` (where the event is routed now), a key published to another topic
+        is not a duplicate: an event first parked on the unknown-type topic, say, and
+        redriven once its type got a route, is published there too.
+        """
         seen = self.lookup(key)
+        if seen is not None and (topic is None or seen.topic == topic):
+            return Claimed(seen, None, "published")
+        pending = self._pending.get(key, _FREE)
+        if pending is not _FREE:
+            return Claimed(None, pending, "in_flight")
+        self._pending[key] = None
         if seen is not None:
-            return Claimed(seen=seen, previous="published")
-        pending = self._pending.get(key)
-        if pending is not None:
-            return Claimed(wait=pending, previous="in_flight")
-        self._pending[key] = asyncio.get_running_loop().create_future()
-        return Claimed(previous="failed" if key in self._failed else None)
+            return Claimed(None, None, "published")
+        return Claimed(None, None, "failed" if key in self._failed else None)
+
+    def hold(self, key: bytes, place: object) -> None:
+        """The owner of ``key`` appended its record: duplicates meanwhile wait for ``place``."""
+        self._pending[key] = place
 
     def commit(self, key: bytes, seen: Seen) -> None:
-        """Kafka acknowledged the owner's record: remember it and wake the waiters."""
+        """Kafka acknowledged the owner's record: remember it; the key is no longer in flight."""
         self._failed.pop(key, None)
-        self.remember(key, seen)
-        future = self._pending.pop(key, None)
-        if future is not None and not future.done():
-            future.set_result(seen)
+        self.remember(key, seen, replace=True)
+        self._pending.pop(key, None)
 
     def release(self, key: bytes) -> None:
         """The owner's publish failed: forget the reservation so a retry publishes."""
@@ -185,19 +191,25 @@ class Dedupe:
         self._failed.move_to_end(key)
         if len(self._failed) > _FAILED_MEMORY:
             self._failed.popitem(last=False)
-        future = self._pending.pop(key, None)
-        if future is not None and not future.done():
-            future.set_exception(Failed())
-            # Waiters retrieve it; without any, mark it retrieved so asyncio does not warn.
-            future.exception()
+        self._pending.pop(key, None)
 
-    def remember(self, key: bytes, seen: Seen) -> None:
-        """Add a published key (ours, or learnt from the state topic), newest last."""
+    def remember(self, key: bytes, seen: Seen, *, replace: bool = False) -> None:
+        """Add a published key (ours, or learnt from the state topic), newest last.
+
+        A key already in the window keeps its first entry, unless ``replace`` (our new
+        publish of it, to another topic) or the entry is a later publish to another topic
+        (another process redrove it).
+        """
         horizon = self._clock() - self.window_s
         if seen.at < horizon:
             return
         known = self._seen.get(key)
-        if known is not None and known[0] >= horizon:
+        if (
+            known is not None
+            and known[0] >= horizon
+            and not replace
+            and (known[1] == seen.topic or seen.at < known[0])
+        ):
             return
         self._seen[key] = (seen.at, seen.topic, seen.partition, seen.offset)
         self._seen.move_to_end(key)  # an expired entry it replaces sat further to the front

@@ -128,7 +128,6 @@ def configure_logging(
     out = stream if stream is not None else sys.stdout.buffer
     numeric = logging.getLevelNamesMapping()[level.value.upper()]
     shared: list[Processor] = [
-        structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         structlog.processors.format_exc_info,
@@ -156,9 +155,27 @@ def configure_logging(
     logging.getLogger("aiohttp.access").disabled = True
 
 
+def request_logger(name: str) -> Any:
+    """The logger of the one line per request: the fewest processors (structlog's performance guide).
+
+    Level, timestamp and the orjson renderer only: no context variables, no exception
+    formatting, and no masking of every value. The caller (:class:`bridge.http_log.HttpLog`)
+    masks the values a sender controls, the only ones that can hold a national identity number.
+    """
+    return structlog.wrap_logger(
+        None,
+        processors=[
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.JSONRenderer(serializer=_orjson_bytes),
+        ],
+        component=name,
+    )
+
+
 def get_logger(name: str) -> Any:
     """A structlog logger whose lines carry ``component=name``."""
     return structlog.get_logger(component=name)
 
 
-__all__ = ["MASK", "configure_logging", "get_logger", "mask_national_ids", "mask_processor"]
+__all__ = ["MASK", "configure_logging", "get_logger", "mask_national_ids", "mask_processor", "request_logger"]

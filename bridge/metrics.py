@@ -82,6 +82,14 @@ class Metrics:
             ["outcome", "type"],
             registry=registry,
         )
+        self.last_event = Gauge(
+            "altinn_bridge_last_event_timestamp_seconds",
+            "When an event of this type was last published (epoch seconds); by type, bounded as in "
+            "altinn_bridge_events_total.",
+            ["type"],
+            registry=registry,
+            multiprocess_mode="max",  # the newest over every worker, also one that has stopped
+        )
         self.publish_seconds = Histogram(
             "altinn_bridge_publish_duration_seconds",
             "Time from handing a record to the producer to its acks=all acknowledgement.",

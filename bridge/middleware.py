@@ -1,27 +1,29 @@
-"""Two middlewares: one log line and metric per request, and errors → problem+json.
+"""Errors → problem+json (RFC 9457), and the request line for the routes other than the event route.
 
-Handlers raise; they never build error bodies (RFC 9457).
+No aiohttp middleware chain: the event route (:func:`bridge.views.receive_event`)
+does its own logging and error mapping in one pass; the other routes are wrapped
+by :func:`logged`, and :func:`fallback` answers paths and methods nothing serves.
+Handlers raise; they never build error bodies.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
 from aiohttp import web
-from aiohttp.typedefs import Handler, Middleware
 
 from bridge.errors import BridgeError
-from bridge.http_contract import PROBLEM_BASE, PROBLEM_MEDIA_TYPE
+from bridge.http_contract import EVENTS_PATH, PROBLEM_BASE, PROBLEM_MEDIA_TYPE
 from bridge.logs import get_logger
-from bridge.metrics import Metrics, method_label
-
-#: Per-request dict that handlers fill with fields for the request's log line.
-LOG_FIELDS = web.RequestKey("log_fields", dict)
+from bridge.state import BRIDGE
 
 _log = get_logger("bridge.http")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def problem_response(
@@ -48,96 +50,86 @@ def problem_response(
     return response
 
 
+def problem_for(exc: BridgeError, fields: dict[str, Any]) -> web.Response:
+    """The answer to a :class:`BridgeError`; its outcome and detail go into the log ``fields``."""
+    fields.update(
+        {k: v for k, v in exc.extra.items() if k != "results"}, outcome=exc.outcome, detail=exc.detail
+    )
+    response = problem_response(
+        exc.status, exc.title, exc.detail, exc.slug, retry_after_s=exc.retry_after_s, extra=exc.extra
+    )
+    for name, value in exc.headers:
+        response.headers[name] = value
+    if exc.close_connection:
+        response.force_close()
+    return response
+
+
+def http_problem(exc: web.HTTPException) -> web.Response:
+    """Aiohttp's own HTTP errors (404, 405, 413 …) as problem+json, ``Allow`` kept."""
+    response = problem_response(exc.status, exc.reason, exc.text or exc.reason, _slug(exc.reason))
+    if "Allow" in exc.headers:
+        response.headers["Allow"] = exc.headers["Allow"]
+    return response
+
+
+def internal_error(request: web.BaseRequest) -> web.Response:
+    """The answer to a bug: logged with its traceback (call from an ``except`` block)."""
+    _log.exception("unhandled error", method=request.method)
+    return problem_response(
+        500, "Internal error", "unexpected error in the bridge; it has been logged", "internal-error"
+    )
+
+
+def answer_for(exc: Exception, request: web.BaseRequest, fields: dict[str, Any]) -> web.StreamResponse:
+    """Whatever a handler raised, as the answer the client gets (call from an ``except`` block)."""
+    if isinstance(exc, BridgeError):
+        return problem_for(exc, fields)
+    if isinstance(exc, web.HTTPException):
+        if exc.status < 400:  # noqa: PLR2004 - redirects and successes pass through
+            return exc
+        return http_problem(exc)
+    return internal_error(request)
+
+
 def _slug(reason: str) -> str:
     return reason.lower().replace(" ", "-")
 
 
-@web.middleware
-async def problem_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Turn :class:`BridgeError`, aiohttp's HTTP errors and bugs into problem+json."""
-    try:
-        return await handler(request)
-    except BridgeError as exc:
-        request[LOG_FIELDS].update(
-            {k: v for k, v in exc.extra.items() if k != "results"}, outcome=exc.outcome, detail=exc.detail
-        )
-        response = problem_response(
-            exc.status, exc.title, exc.detail, exc.slug, retry_after_s=exc.retry_after_s, extra=exc.extra
-        )
-        for name, value in exc.headers:
-            response.headers[name] = value
-        if exc.close_connection:
-            response.force_close()
-        return response
-    except web.HTTPException as exc:
-        if exc.status < 400:  # noqa: PLR2004 - redirects and successes pass through
-            raise
-        response = problem_response(exc.status, exc.reason, exc.text or exc.reason, _slug(exc.reason))
-        for name in ("Allow",):
-            if name in exc.headers:
-                response.headers[name] = exc.headers[name]
-        return response
-    except asyncio.CancelledError:
-        raise
-    except Exception:  # noqa: BLE001 - last resort: a bug must still get an answer, and a log line
-        _log.exception("unhandled error", method=request.method)
-        return problem_response(
-            500, "Internal error", "unexpected error in the bridge; it has been logged", "internal-error"
-        )
+def logged(handler: Handler) -> Handler:
+    """A route other than the event route, with its log line, metric and problem answers."""
 
-
-#: Under overload, shed requests are logged as one summary line per this many seconds.
-SHED_LOG_INTERVAL_S = 10.0
-
-
-class _ShedSummary:
-    """Counts requests shed with 503 overloaded; one line per interval instead of one each.
-
-    When the bridge sheds it is already out of CPU: a line per shed request would
-    take more of it (tens of thousands of lines a second) and say nothing new.
-    """
-
-    def __init__(self) -> None:
-        self.count = 0
-        self.logged_at = float("-inf")
-
-    def shed(self, now: float) -> None:
-        self.count += 1
-        if now - self.logged_at >= SHED_LOG_INTERVAL_S:
-            _log.warning("requests shed: overloaded", count=self.count, interval_s=SHED_LOG_INTERVAL_S)
-            self.count = 0
-            self.logged_at = now
-
-
-def access_middleware(metrics: Metrics) -> Middleware:
-    """One log line and one request-duration observation per request (shed ones summarised)."""
-    shed = _ShedSummary()
-
-    @web.middleware
-    async def access(request: web.Request, handler: Handler) -> web.StreamResponse:
-        fields: dict[str, Any] = {}
-        request[LOG_FIELDS] = fields
+    async def answer(request: web.Request) -> web.StreamResponse:
         started = time.perf_counter()
-        status = 499  # client went away before an answer (cancelled)
+        fields: dict[str, Any] = {}
+        http_log = request.app[BRIDGE].http_log
         try:
             response = await handler(request)
-            status = response.status
-            return response
-        finally:
-            elapsed = time.perf_counter() - started
-            resource = request.match_info.route.resource
-            route = resource.canonical if resource is not None else "unmatched"
-            metrics.request_seconds.labels(route, method_label(request.method), str(status)).observe(elapsed)
-            if fields.get("outcome") == "overloaded":
-                shed.shed(time.monotonic())
-            elif route not in ("/metrics", "/healthz", "/readyz") or status >= 500:  # noqa: PLR2004
-                _log.info(
-                    "request",
-                    method=request.method,
-                    route=route,
-                    status=status,
-                    duration_ms=round(elapsed * 1000, 3),
-                    **fields,
-                )
+        except asyncio.CancelledError:
+            http_log.answered(request, 499, started, fields)
+            raise
+        except Exception as exc:  # noqa: BLE001 - every failure gets an answer
+            response = answer_for(exc, request, fields)
+        http_log.answered(request, response.status, started, fields)
+        return response
 
-    return access
+    return answer
+
+
+#: Paths served, with their methods, for telling 405 from 404 in :func:`fallback`.
+_TOKEN_PREFIX = EVENTS_PATH + "/"
+
+
+def fallback(allowed: dict[str, tuple[str, ...]]) -> Handler:
+    """The catch-all route: 405 with ``Allow`` for a known path, else 404, as problem+json."""
+
+    async def not_served(request: web.Request) -> web.StreamResponse:
+        path = request.path
+        methods = allowed.get(path)
+        if methods is None and path.startswith(_TOKEN_PREFIX) and "/" not in path[len(_TOKEN_PREFIX) :]:
+            methods = allowed.get(_TOKEN_PREFIX)
+        if methods is not None:
+            raise web.HTTPMethodNotAllowed(request.method, methods)
+        raise web.HTTPNotFound
+
+    return logged(not_served)

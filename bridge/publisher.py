@@ -13,7 +13,7 @@ import random
 import struct
 import time
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
@@ -25,13 +25,22 @@ from bridge.kafka_settings import KafkaSettings
 from bridge.routing import Headers
 
 
-@dataclass(frozen=True, slots=True)
-class Delivery:
+class Delivery(NamedTuple):
     """Where Kafka stored an acknowledged record."""
 
     topic: str
     partition: int
     offset: int
+
+
+#: A record's place on its way to Kafka: the future of its batch (one per batch, resolving to
+#: where the batch's first record went) and the record's index in that batch.
+Slot = tuple["asyncio.Future[Delivery]", int]
+
+
+def delivery_at(first: Delivery, index: int) -> Delivery:
+    """Where the record ``index`` places after its batch's first (``first``) was stored."""
+    return first if index == 0 else Delivery(first.topic, first.partition, first.offset + index)
 
 
 class Publisher(Protocol):
@@ -43,13 +52,20 @@ class Publisher(Protocol):
     async def stop(self) -> None:
         """Flush what is pending and disconnect."""
 
+    def append(
+        self, topic: str, key: bytes | None, value: bytes, headers: Headers, spread: int | None = None
+    ) -> Slot:
+        """Add one record to its partition's current batch, without waiting.
+
+        The slot's future resolves to the batch's first :class:`Delivery` on ``acks=all``, or
+        fails with :class:`PublishError` (``timeout`` after ``publish_timeout_s``, with the
+        outcome to come in ``late``). ``spread``, when given, picks the partition
+        (``spread % partitions``) instead of the key's murmur2: for the bridge's own topics,
+        where no other producer must agree on the partition.
+        """
+
     async def publish(self, topic: str, key: bytes | None, value: bytes, headers: Headers) -> Delivery:
         """Write one record and wait for its acknowledgement; raise :class:`PublishError` otherwise."""
-
-    def submit(
-        self, topic: str, key: bytes | None, value: bytes, headers: Headers
-    ) -> asyncio.Future[Delivery]:
-        """Write one record without waiting: the future is :meth:`publish`'s outcome."""
 
     async def check(self, timeout_s: float) -> None:
         """Raise :class:`PublishError` unless a broker answers within ``timeout_s``."""
@@ -60,18 +76,19 @@ class KafkaPublisher:
 
     Records are gathered into one batch per topic partition while the loop runs
     and handed to aiokafka's bulk API (``create_batch`` / ``send_batch``): one
-    future, one timer and one hand-over per batch instead of per record. Measured
-    here (``python -m bench.kafka_floor``): aiokafka's per-record ``send()`` costs
-    16 µs of CPU per record, its bulk API 1.4 µs — and the bridge writes two
-    records per event. While a partition's batch is on its way to the broker the
+    future, one timer and one hand-over per batch instead of per record; a record
+    is appended synchronously and its caller awaits the batch's future. Measured
+    here (docs/performance.md): aiokafka's per-record ``send()`` costs 16 µs of
+    CPU per record, its bulk API 1.4 µs — and the bridge writes two records per
+    event. While a partition's batch is on its way to the broker the
     next one fills up, so batches grow with load by themselves, without linger.
 
     Keys go to partitions as aiokafka's (and Java's) default partitioner puts them
     (murmur2), so consumers see the same partitioning as with ``send()``.
 
-    Each record's wait is bounded by ``publish_timeout_s``; the producer's own
-    request timeout is the same, so a record that timed out for the caller does
-    not linger for long. It may still land: the caller learns of it through the
+    Each batch's wait is bounded by ``publish_timeout_s``; the producer's own
+    request timeout is the same, so a batch that timed out for its callers does
+    not linger for long. It may still land: the callers learn of it through the
     ``late`` future of the :class:`PublishError`.
     """
 
@@ -116,53 +133,64 @@ class KafkaPublisher:
 
     async def publish(self, topic: str, key: bytes | None, value: bytes, headers: Headers) -> Delivery:
         """Add a record to its partition's batch; wait for ``acks=all``, at most ``publish_timeout_s``."""
-        return await self.submit(topic, key, value, headers)
+        first, index = self.append(topic, key, value, headers)
+        return delivery_at(await first, index)
 
-    def submit(
-        self, topic: str, key: bytes | None, value: bytes, headers: Headers
-    ) -> asyncio.Future[Delivery]:
-        """Add a record to its partition's batch, without waiting.
+    def append(
+        self, topic: str, key: bytes | None, value: bytes, headers: Headers, spread: int | None = None
+    ) -> Slot:
+        """Add a record to its partition's current batch (see :meth:`Publisher.append`).
 
-        The future resolves to the record's :class:`Delivery` on ``acks=all``, or
-        fails with :class:`PublishError` (a timeout after ``publish_timeout_s``).
-        No task is created unless the topic's partitions must be looked up first.
+        Synchronous: no task and no future per record. Only when the topic's partitions
+        must be looked up first (its first record, then every :data:`_PARTITIONS_TTL_S`)
+        does a task wait for that and append afterwards.
         """
         producer = self._producer
         if producer is None:
-            return _failed(PublishError("not_connected", "not connected to Kafka yet"))
+            return _failed(PublishError("not_connected", "not connected to Kafka yet")), 0
         known = self._partitions.get(topic)
         if known is None or time.monotonic() - known[1] >= _PARTITIONS_TTL_S:
-            return asyncio.ensure_future(self._submit_after_lookup(producer, topic, key, value, headers))
-        return self._append(producer, topic, known[0], (key, value, headers))
+            return asyncio.ensure_future(
+                self._append_after_lookup(producer, topic, (key, value, headers), spread)
+            ), 0
+        partitions = known[0]
+        partition = partition_for(key, partitions) if spread is None else partitions[spread % len(partitions)]
+        return self._append(producer, (topic, partition), key, value, headers)
 
-    async def _submit_after_lookup(
-        self, producer: AIOKafkaProducer, topic: str, key: bytes | None, value: bytes, headers: Headers
+    async def _append_after_lookup(
+        self,
+        producer: AIOKafkaProducer,
+        topic: str,
+        record: tuple[bytes | None, bytes, Headers],
+        spread: int | None,
     ) -> Delivery:
+        key, value, headers = record
         partitions = await self._partitions_of(producer, topic)
-        return await self._append(producer, topic, partitions, (key, value, headers))
+        partition = partition_for(key, partitions) if spread is None else partitions[spread % len(partitions)]
+        first, index = self._append(producer, (topic, partition), key, value, headers)
+        return delivery_at(await first, index)
 
     def _append(
         self,
         producer: AIOKafkaProducer,
-        topic: str,
-        partitions: list[int],
-        record: tuple[bytes | None, bytes, Headers],
-    ) -> asyncio.Future[Delivery]:
-        key, value, headers = record
-        partition = partition_for(key, partitions)
-        lane = self._lanes.get((topic, partition))
+        where: tuple[str, int],
+        key: bytes | None,
+        value: bytes,
+        headers: Headers,
+    ) -> Slot:
+        lane = self._lanes.get(where)
         if lane is None:
-            lane = self._lanes[topic, partition] = _Lane(topic, partition)
+            lane = self._lanes[where] = _Lane(*where)
         batch = lane.newest
-        if batch is None or not batch.add(key, value, headers):  # full, gone to the broker, or expired
+        if (
+            batch is None or (index := batch.add(key, value, headers)) < 0
+        ):  # full, gone to the broker, expired
             batch = lane.newest = self._new_batch(producer)
-            batch.add(key, value, headers)  # the first record always fits, whatever its size
+            index = batch.add(key, value, headers)  # the first record always fits, whatever its size
             lane.queue.append(batch)
             if lane.drain is None:
                 lane.drain = asyncio.ensure_future(self._drain(producer, lane))
-        future: asyncio.Future[Delivery] = asyncio.get_running_loop().create_future()
-        batch.futures.append(future)
-        return future
+        return batch.sent, index
 
     async def _partitions_of(self, producer: AIOKafkaProducer, topic: str) -> list[int]:
         """The topic's partitions, looked up again after :data:`_PARTITIONS_TTL_S`."""
@@ -183,7 +211,7 @@ class KafkaPublisher:
         return partitions
 
     def _new_batch(self, producer: AIOKafkaProducer) -> _Batch:
-        batch = _Batch(producer.create_batch())
+        batch = _Batch(producer.create_batch(), _Shared(loop=asyncio.get_running_loop()))
         batch.timer = asyncio.get_running_loop().call_later(
             self._settings.publish_timeout_s, batch.expire, self._settings.publish_timeout_s
         )
@@ -240,35 +268,52 @@ class _Lane:
     drain: asyncio.Future[None] | None = None
 
 
+class _Shared(asyncio.Future[Delivery]):
+    """A batch's one future, awaited by every caller with a record in it.
+
+    A caller that is cancelled (a request task at shutdown) must not cancel it for the
+    others, as awaiting a future would: the cancellation waits instead until the batch
+    is answered, which its timer bounds by ``publish_timeout_s``.
+    """
+
+    def cancel(self, msg: Any = None) -> bool:
+        """Refused: the batch's outcome belongs to every record in it."""
+        del msg
+        return False
+
+
 @dataclass(slots=True)
 class _Batch:
-    """Records on their way to one partition, and the futures of their callers."""
+    """Records on their way to one partition, and the one future all their callers await."""
 
     builder: BatchBuilder
-    futures: list[asyncio.Future[Delivery]] = field(default_factory=list)
+    #: Resolves to the first record's :class:`Delivery`; record ``i`` is at offset + ``i``.
+    sent: asyncio.Future[Delivery]
+    count: int = 0
     timer: asyncio.TimerHandle | None = None
-    #: Futures of records whose caller timed out (by position): their outcome, still to come.
-    late: dict[int, asyncio.Future[Delivery]] = field(default_factory=dict)
+    #: After a timeout: the batch's real outcome, still to come (callers got 503 meanwhile).
+    late: asyncio.Future[Delivery] | None = None
 
-    def add(self, key: bytes | None, value: bytes, headers: Headers) -> bool:
-        """Append a record; False when the batch is full (or already handed over)."""
-        return self.builder.append(timestamp=None, key=key, value=value, headers=headers) is not None
+    def add(self, key: bytes | None, value: bytes, headers: Headers) -> int:
+        """Append a record; its index in the batch, or -1 when the batch is full (or handed over)."""
+        if self.builder.append(timestamp=None, key=key, value=value, headers=headers) is None:
+            return -1
+        self.count += 1
+        return self.count - 1
 
     def expire(self, timeout_s: float) -> None:
-        """The publish timeout passed: answer the waiting callers, keep a late future for each."""
+        """The publish timeout passed: answer the waiting callers, keep the late outcome to come."""
         self.builder.close()  # later records start a batch with a timer of their own
-        loop = asyncio.get_running_loop()
-        for index, future in enumerate(self.futures):
-            if future.done():
-                continue
-            late: asyncio.Future[Delivery] = loop.create_future()
-            self.late[index] = late
-            future.set_exception(
-                PublishError("timeout", f"Kafka did not acknowledge within {timeout_s:g} s", late=late)
-            )
+        if self.sent.done():
+            return
+        self.late = asyncio.get_running_loop().create_future()
+        self.sent.set_exception(
+            PublishError("timeout", f"Kafka did not acknowledge within {timeout_s:g} s", late=self.late)
+        )
+        self.sent.exception()  # retrieved: every caller reads it when it awaits
 
     def settle(self, topic: str, partition: int, sent: asyncio.Future[Any]) -> None:
-        """The broker answered for the whole batch: give every record its outcome."""
+        """The broker answered for the whole batch: every record learns its outcome at once."""
         if self.timer is not None:
             self.timer.cancel()
         if sent.cancelled():
@@ -277,30 +322,29 @@ class _Batch:
         if (exc := sent.exception()) is not None:
             self.fail(_refused(exc))
             return
-        base = sent.result().offset
-        for index, future in enumerate(self.futures):
-            delivery = Delivery(topic, partition, base + index)
-            if not future.done():
-                future.set_result(delivery)
-            elif (late := self.late.get(index)) is not None and not late.done():
-                late.set_result(delivery)
+        first = Delivery(topic, partition, sent.result().offset)
+        if not self.sent.done():
+            self.sent.set_result(first)
+        elif self.late is not None and not self.late.done():
+            self.late.set_result(first)
 
     def fail(self, error: PublishError) -> None:
         """No record of the batch was stored: every waiting caller gets ``error``."""
         self.builder.close()
         if self.timer is not None:
             self.timer.cancel()
-        for index, future in enumerate(self.futures):
-            if not future.done():
-                future.set_exception(PublishError(error.kind, error.detail))
-            elif (late := self.late.get(index)) is not None and not late.done():
-                late.set_exception(PublishError(error.kind, error.detail))
-                late.exception()  # retrieved: whoever kept it reads it in a callback, if at all
+        if not self.sent.done():
+            self.sent.set_exception(error)
+            self.sent.exception()  # retrieved: every caller reads it when it awaits
+        elif self.late is not None and not self.late.done():
+            self.late.set_exception(PublishError(error.kind, error.detail))
+            self.late.exception()  # retrieved: whoever kept it reads it in a callback, if at all
 
 
 def _failed(error: PublishError) -> asyncio.Future[Delivery]:
     future: asyncio.Future[Delivery] = asyncio.get_running_loop().create_future()
     future.set_exception(error)
+    future.exception()  # retrieved: the caller reads it when it awaits
     return future
 
 
@@ -322,13 +366,18 @@ def murmur2(data: bytes) -> int:
     """Kafka's 32-bit murmur2 of ``data``, equal to ``aiokafka.partitioner.murmur2``.
 
     aiokafka's pure-Python version reads one byte at a time (4 µs for a 36-byte
-    key, paid twice per event); this one unpacks 32-bit words (see
+    key); this one unpacks every 32-bit word in one call (see
     tests/unit/test_partitioning.py for the equality check).
     """
     length = len(data)
     h = 0x9747B28C ^ length
     body = length & ~3
-    for (word,) in struct.iter_unpack("<I", data[:body]):
+    words = _WORDS.get(body)
+    if words is None:
+        words = struct.Struct(f"<{body // 4}I")
+        if body <= _CACHED_KEY_BYTES:
+            _WORDS[body] = words
+    for word in words.unpack_from(data):
         k = (word * _M) & _MASK
         k ^= k >> 24
         h = ((h * _M) & _MASK) ^ ((k * _M) & _MASK)
@@ -342,6 +391,12 @@ def murmur2(data: bytes) -> int:
     h ^= h >> 13
     h = (h * _M) & _MASK
     return h ^ (h >> 15)
+
+
+#: A compiled unpacker per key length (in whole words), for keys up to this many bytes (ids are
+#: short; the cache stays at most 64 entries whatever is sent).
+_CACHED_KEY_BYTES = 256
+_WORDS: dict[int, struct.Struct] = {}
 
 
 def _refused(exc: BaseException) -> PublishError:

@@ -10,6 +10,7 @@ from bridge.auth import Guard
 from bridge.config import Settings
 from bridge.dedupe_store import DedupeFollower
 from bridge.health import Readiness
+from bridge.http_log import HttpLog
 from bridge.lifecycle import Admission, Lifecycle
 from bridge.metrics import Metrics
 from bridge.pipeline import Pipeline
@@ -28,6 +29,7 @@ class Bridge:
     pipeline: Pipeline
     readiness: Readiness
     guard: Guard
+    http_log: HttpLog
     follower: DedupeFollower | None = None
 
 

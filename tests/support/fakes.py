@@ -105,10 +105,13 @@ class FakePublisher:
         finally:
             self.publishing -= 1
 
-    def submit(
-        self, topic: str, key: bytes | None, value: bytes, headers: Headers
-    ) -> asyncio.Future[Delivery]:
-        return asyncio.ensure_future(self.publish(topic, key, value, headers))
+    def append(
+        self, topic: str, key: bytes | None, value: bytes, headers: Headers, spread: int | None = None
+    ) -> tuple[asyncio.Future[Delivery], int]:
+        """Each record its own batch (a task running :meth:`publish`); ``spread`` is ignored."""
+        del spread
+        # Shielded like KafkaPublisher's batch future: a cancelled caller does not cancel the record.
+        return asyncio.shield(asyncio.ensure_future(self.publish(topic, key, value, headers))), 0
 
     async def check(self, timeout_s: float) -> None:
         self.checking += 1

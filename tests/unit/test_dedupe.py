@@ -1,18 +1,14 @@
 """The dedupe window (bridge/dedupe.py): claims, commits, releases, expiry, eviction, keys, records.
 
-``claim`` creates a future on the running loop, so the tests that claim are async;
-the clock is injected, never slept on.
+The clock is injected, never slept on.
 """
 
 from __future__ import annotations
 
-import asyncio
-import gc
-
 import orjson
 import pytest
 
-from bridge.dedupe import Claimed, Dedupe, Failed, Seen, dedupe_key, unrecorded_ranges
+from bridge.dedupe import Claimed, Dedupe, Seen, dedupe_key, unrecorded_ranges
 
 WINDOW_S = 100.0
 SOURCE = "https://platform.tt02.altinn.no/correspondence/api/v1/correspondence"
@@ -40,51 +36,43 @@ def _seen(at: float, offset: int = 0) -> Seen:
     return Seen(at, "altinn.correspondence.correspondencepublished", 0, offset)
 
 
-# --- claim, commit, release ---------------------------------------------------------
+# --- claim, hold, commit, release ----------------------------------------------------
+# The window holds no future of its own: a duplicate of a delivery in flight gets what the
+# owner held (its record's place in a Kafka batch) and waits for that batch itself.
+
+PLACE = ("batch future", 3)
 
 
-async def test_first_claim_owns_the_key():
+def test_first_claim_owns_the_key():
     dedupe = _window(Clock())
 
     assert dedupe.claim(_key("a")) == Claimed()
 
 
-async def test_second_claim_while_pending_waits_for_the_first():
+def test_second_claim_while_pending_gets_what_the_owner_holds():
     dedupe = _window(Clock())
     dedupe.claim(_key("a"))
+    dedupe.hold(_key("a"), PLACE)
 
     second = dedupe.claim(_key("a"))
 
-    assert second.seen is None
-    assert isinstance(second.wait, asyncio.Future)
-    assert not second.wait.done()
-    assert second.previous == "in_flight"
+    assert second == Claimed(wait=PLACE, previous="in_flight")
 
 
-async def test_other_keys_are_not_held_up_by_a_pending_one():
+def test_other_keys_are_not_held_up_by_a_pending_one():
     dedupe = _window(Clock())
     dedupe.claim(_key("a"))
+    dedupe.hold(_key("a"), PLACE)
 
     assert dedupe.claim(_key("b")) == Claimed()
 
 
-async def test_commit_wakes_every_waiter_with_where_the_event_went():
-    clock = Clock()
-    dedupe = _window(clock)
-    dedupe.claim(_key("a"))
-    waiters = [dedupe.claim(_key("a")).wait for _ in range(3)]
-    seen = _seen(clock.now, offset=42)
-
-    dedupe.commit(_key("a"), seen)
-
-    assert [await w for w in waiters if w is not None] == [seen] * 3
-
-
-async def test_after_commit_a_claim_is_a_duplicate_of_the_published_event():
+def test_after_commit_a_claim_is_a_duplicate_of_the_published_event():
     clock = Clock()
     dedupe = _window(clock)
     seen = _seen(clock.now, offset=7)
     dedupe.claim(_key("a"))
+    dedupe.hold(_key("a"), PLACE)
     dedupe.commit(_key("a"), seen)
 
     assert dedupe.claim(_key("a")) == Claimed(seen=seen, previous="published")
@@ -92,21 +80,10 @@ async def test_after_commit_a_claim_is_a_duplicate_of_the_published_event():
     assert len(dedupe) == 1
 
 
-async def test_release_fails_the_waiters():
+def test_after_release_the_next_claim_owns_the_key_again():
     dedupe = _window(Clock())
     dedupe.claim(_key("a"))
-    waiter = dedupe.claim(_key("a")).wait
-    assert waiter is not None
-
-    dedupe.release(_key("a"))
-
-    with pytest.raises(Failed):
-        await waiter
-
-
-async def test_after_release_the_next_claim_owns_the_key_again():
-    dedupe = _window(Clock())
-    dedupe.claim(_key("a"))
+    dedupe.hold(_key("a"), PLACE)
     dedupe.release(_key("a"))
 
     again = dedupe.claim(_key("a"))
@@ -116,7 +93,7 @@ async def test_after_release_the_next_claim_owns_the_key_again():
     assert len(dedupe) == 0
 
 
-async def test_a_retry_that_succeeds_is_published_then_a_duplicate():
+def test_a_retry_that_succeeds_is_published_then_a_duplicate():
     clock = Clock()
     dedupe = _window(clock)
     dedupe.claim(_key("a"))
@@ -128,21 +105,32 @@ async def test_a_retry_that_succeeds_is_published_then_a_duplicate():
     assert dedupe.claim(_key("a")) == Claimed(seen=seen, previous="published")
 
 
-async def test_release_without_waiters_leaves_no_unretrieved_exception():
-    # asyncio reports a failed future nobody retrieved when it is freed; release must not cause that.
-    loop = asyncio.get_running_loop()
-    reported: list[dict[str, object]] = []
-    loop.set_exception_handler(lambda _loop, context: reported.append(context))
-    try:
-        dedupe = _window(Clock())
-        dedupe.claim(_key("a"))
-        dedupe.release(_key("a"))
-        gc.collect()
-    finally:
-        loop.set_exception_handler(None)
+def test_a_key_published_to_another_topic_is_claimed_again():
+    # An event parked on the unknown-type topic, redriven once its type has a route.
+    clock = Clock()
+    dedupe = _window(clock)
+    parked = Seen(clock.now, "altinn.correspondence.unknown", 0, 5)
+    dedupe.remember(_key("a"), parked)
 
-    assert reported == []
-    assert dedupe.claim(_key("a")).previous == "failed"
+    assert dedupe.claim(_key("a"), "altinn.correspondence.unknown") == Claimed(
+        seen=parked, previous="published"
+    )
+    routed = dedupe.claim(_key("a"), "altinn.correspondence.newtype")
+    assert routed == Claimed(previous="published")
+    moved = Seen(clock.now + 1, "altinn.correspondence.newtype", 0, 0)
+    dedupe.commit(_key("a"), moved)
+    assert dedupe.claim(_key("a"), "altinn.correspondence.newtype").seen == moved
+
+
+def test_a_later_publish_to_another_topic_learnt_from_the_state_topic_replaces_the_entry():
+    clock = Clock()
+    dedupe = _window(clock)
+    dedupe.remember(_key("a"), Seen(clock.now, "altinn.correspondence.unknown", 0, 5))
+    moved = Seen(clock.now + 1, "altinn.correspondence.newtype", 0, 0)
+
+    dedupe.remember(_key("a"), moved)
+
+    assert dedupe.lookup(_key("a")) == moved
 
 
 # --- the window in time ----------------------------------------------------------------

@@ -32,7 +32,7 @@ from bridge.app import create_app
 from bridge.auth import MIN_TOKEN_LENGTH, TOKEN_ALPHABET
 from bridge.config import Settings
 from bridge.events import ValidationHandshake, parse_event
-from bridge.middleware import LOG_FIELDS, problem_middleware
+from bridge.middleware import answer_for
 from tests.support.events import INVALID, VALID
 
 ROOT = Path(__file__).parents[2]
@@ -109,12 +109,15 @@ def operations() -> dict[tuple[str, str], dict[str, Any]]:
     }
 
 
-def routes(env: dict[str, str]) -> dict[tuple[str, str], web.AbstractRoute]:
-    app = create_app(Settings.from_env(env))
+def routes(
+    env: dict[str, str], app: web.Application | None = None
+) -> dict[tuple[str, str], web.AbstractRoute]:
+    """The app's routes but HEAD (aiohttp adds one to every GET) and the catch-all (404/405 answers)."""
+    app = app if app is not None else create_app(Settings.from_env(env))
     return {
         (route.method, route.resource.canonical): route
         for route in app.router.routes()
-        if route.resource is not None and route.method != "HEAD"  # aiohttp adds HEAD to every GET
+        if route.resource is not None and route.method not in ("HEAD", "*")
     }
 
 
@@ -128,14 +131,12 @@ def error_classes() -> list[type[errors.BridgeError]]:
 
 
 async def answer_to(exc: Exception) -> web.Response:
-    """What the problem middleware answers when a handler raises ``exc``."""
-
-    async def handler(_: web.Request) -> web.StreamResponse:
-        raise exc
-
+    """What the bridge answers when a handler raises ``exc``."""
     request = make_mocked_request("POST", http_contract.EVENTS_PATH)
-    request[LOG_FIELDS] = {}
-    response = await problem_middleware(request, handler)
+    try:
+        raise exc
+    except Exception as raised:  # noqa: BLE001 - answer_for reads the exception being handled
+        response = answer_for(raised, request, {})
     assert isinstance(response, web.Response)
     return response
 
@@ -181,8 +182,9 @@ def test_document_is_package_data():
 
 
 async def test_app_serves_the_document_as_it_is():
-    (route,) = (r for key, r in routes(AUTH["token"]).items() if key == ("GET", http_contract.OPENAPI_PATH))
-    response = await route.handler(make_mocked_request("GET", http_contract.OPENAPI_PATH))
+    app = create_app(Settings.from_env(AUTH["token"]))
+    (route,) = (r for key, r in routes({}, app).items() if key == ("GET", http_contract.OPENAPI_PATH))
+    response = await route.handler(make_mocked_request("GET", http_contract.OPENAPI_PATH, app=app))
     assert isinstance(response, web.Response)
     assert response.body == RAW
     assert response.content_type == http_contract.JSON_MEDIA_TYPE
