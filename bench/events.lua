@@ -7,7 +7,8 @@
 -- (1 = one structured event, Content-Type application/json as Altinn sends; more = a JSON
 -- array, application/cloudevents-batch+json). NONCE: 8 hex digits, unique per run.
 -- Ids look like UUIDs: NONCE-0bec-4TTT-b898-CCCCCCCCCCCC (T = wrk thread, C = counter).
--- At the end one line "BENCH_JSON {...}" carries the counts and latency percentiles (us).
+-- At the end one line "BENCH_JSON {...}" carries the counts and latency percentiles, in the
+-- keys bench/load.py prints (unanswered = wrk's timeouts).
 
 local threads = {}
 local next_thread = 0
@@ -58,10 +59,9 @@ end
 function done(summary, latency, requests)
   local e = summary.errors
   io.write(string.format(
-    'BENCH_JSON {"requests":%d,"duration_us":%d,"bytes":%d,"connect_errors":%d,'
-      .. '"read_errors":%d,"write_errors":%d,"non_2xx_3xx":%d,"timeouts":%d,'
-      .. '"p50_us":%d,"p95_us":%d,"p99_us":%d,"max_us":%d,"mean_us":%.1f}\n',
-    summary.requests, summary.duration, summary.bytes, e.connect, e.read, e.write,
-    e.status, e.timeout, latency:percentile(50), latency:percentile(95),
-    latency:percentile(99), latency.max, latency.mean))
+    'BENCH_JSON {"requests":%d,"duration_s":%.6f,"non_2xx":%d,"errors":%d,"unanswered":%d,'
+      .. '"p50_ms":%.3f,"p95_ms":%.3f,"p99_ms":%.3f,"max_ms":%.3f,"bytes":%d,"mean_ms":%.4f}\n',
+    summary.requests, summary.duration / 1e6, e.status, e.connect + e.read + e.write, e.timeout,
+    latency:percentile(50) / 1000, latency:percentile(95) / 1000, latency:percentile(99) / 1000,
+    latency.max / 1000, summary.bytes, latency.mean / 1000))
 end

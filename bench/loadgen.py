@@ -1,62 +1,51 @@
-"""The load generators: wrk (closed loop, maximum throughput) and :mod:`bench.openloop`.
+"""The load generators as pinned processes: wrk (closed loop, maximum throughput) and bench.load.
 
-wrk comes from Debian (``apt-get install wrk``); its Lua script (``events.lua``)
-gives every event a unique id. hey, the other Debian option, sends one fixed
-body, so every request after the first would be a duplicate for the bridge.
+wrk comes from Debian (``apt-get install wrk``); its Lua script (``events.lua``) gives every event a
+unique id. hey, the other Debian option, sends one fixed body, so every request after the first
+would be a duplicate for the bridge. Both print one ``BENCH_JSON {...}`` line with the same keys.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
+import resource
 import secrets
 import shutil
-import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bench import say
 from bench.procs import cpu_affinity
 
-HERE = Path(__file__).resolve().parent
-LUA_SCRIPT = HERE / "events.lua"
+LUA_SCRIPT = Path(__file__).resolve().parent / "events.lua"
 #: Seconds past the planned duration after which a load generator counts as hung.
 HANG_MARGIN_S = 30.0
-_MARKER = "BENCH_JSON "
-
-
-def say(line: str = "") -> None:
-    """One line of the bench's output, flushed at once (the bench runs for minutes)."""
-    sys.stdout.write(line + "\n")
-    sys.stdout.flush()
+MARKER = "BENCH_JSON "
 
 
 def ensure_wrk() -> str:
     """Path of ``wrk``, installed from Debian with apt-get when missing (idempotent)."""
-    found = shutil.which("wrk")
-    if found:
+    if found := shutil.which("wrk"):
         return found
     apt_get, apt_cache = shutil.which("apt-get"), shutil.which("apt-cache")
     if apt_get is None or apt_cache is None:
         raise RuntimeError("wrk is not installed and there is no apt-get here: install wrk 4.x yourself")
-    prefix: list[str] = []
-    if os.geteuid() != 0:
-        sudo = shutil.which("sudo")
-        if sudo is None:
-            raise RuntimeError("wrk is not installed: run `apt-get install -y wrk` as root")
-        prefix = [sudo]
+    sudo = [] if os.geteuid() == 0 else [shutil.which("sudo")]
+    if None in sudo:
+        raise RuntimeError("wrk is not installed: run `apt-get install -y wrk` as root")
     policy = subprocess.run([apt_cache, "policy", "wrk"], capture_output=True, text=True, check=False)  # noqa: S603
     say("wrk not found; installing it from Debian (apt-get update && apt-get install -y wrk)")
     say(policy.stdout.strip())
-    subprocess.run([*prefix, apt_get, "update"], check=True)  # noqa: S603
-    subprocess.run([*prefix, apt_get, "install", "-y", "wrk"], check=True)  # noqa: S603
-    found = shutil.which("wrk")
-    if found is None:
+    subprocess.run([*sudo, apt_get, "update"], check=True)  # noqa: S603
+    subprocess.run([*sudo, apt_get, "install", "-y", "wrk"], check=True)  # noqa: S603
+    if (found := shutil.which("wrk")) is None:
         raise RuntimeError("apt-get install wrk did not put wrk on PATH")
     return found
 
@@ -83,6 +72,23 @@ class LoadResult:
     cpu_s: float
     extra: dict[str, object]
 
+    @classmethod
+    def from_json(cls, r: dict[str, Any], cpu_s: float, **extra: object) -> LoadResult:
+        """From a ``BENCH_JSON`` line's content (bench.load's extra keys kept in ``extra``)."""
+        return cls(
+            requests=int(r["requests"]),
+            duration_s=float(r["duration_s"]),
+            non_2xx=int(r["non_2xx"]),
+            socket_errors=int(r["errors"]),
+            timeouts=int(r["unanswered"]),
+            p50_ms=float(r["p50_ms"]),
+            p95_ms=float(r["p95_ms"]),
+            p99_ms=float(r["p99_ms"]),
+            max_ms=float(r["max_ms"]),
+            cpu_s=cpu_s,
+            extra={k: r[k] for k in ("rate", "sent_per_s", "late_p99_ms", "statuses") if k in r} | extra,
+        )
+
     @property
     def ok(self) -> int:
         """Requests answered 2xx."""
@@ -94,57 +100,44 @@ class LoadResult:
         return self.ok / self.duration_s if self.duration_s else 0.0
 
 
-def _run_and_reap(
-    command: list[str], *, cpus: set[int] | None, timeout_s: float, tick: Callable[[], None] | None
-) -> tuple[str, float]:
-    """Run ``command`` to completion on ``cpus``; its stdout and its CPU seconds (from wait4).
+def marker_json(output: str, what: str) -> dict[str, Any]:
+    """The ``BENCH_JSON`` line of ``output``."""
+    for line in output.splitlines():
+        if line.startswith(MARKER):
+            parsed: dict[str, Any] = json.loads(line[len(MARKER) :])
+            return parsed
+    raise RuntimeError(f"{what} printed no result:\n{output[-2000:]}")
+
+
+def _run(
+    command: list[str], cpus: set[int] | None, timeout_s: float, tick: Callable[[], None] | None
+) -> LoadResult:
+    """Run ``command`` on ``cpus`` to completion; its result line and CPU seconds (its reaped usage).
 
     ``tick`` is called about once a second while it runs (e.g. to sample memory).
     """
-    with cpu_affinity(cpus):
-        process = subprocess.Popen(  # noqa: S603 - our own command, no shell
-            command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
-        )
-    assert process.stdout is not None  # noqa: S101 - Popen with stdout=PIPE always has it
-    os.set_blocking(process.stdout.fileno(), False)
-    chunks: list[bytes] = []
-    deadline = time.monotonic() + timeout_s
-    try:
-        while True:
-            with contextlib.suppress(BlockingIOError, TypeError):
-                chunk = process.stdout.read()
-                if chunk:
-                    chunks.append(chunk)
-            pid, status, usage = os.wait4(process.pid, os.WNOHANG)
-            if pid:
-                process.returncode = os.waitstatus_to_exitcode(status)
-                break
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    with tempfile.TemporaryFile() as out:
+        with cpu_affinity(cpus):
+            process = subprocess.Popen(  # noqa: S603 - our own command, no shell
+                command, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+            )
+        deadline = time.monotonic() + timeout_s
+        while process.poll() is None:
             if time.monotonic() > deadline:
+                process.kill()
+                process.wait()
                 raise RuntimeError(f"{Path(command[0]).name} hung; killed")
             if tick is not None:
                 tick()
             time.sleep(1.0 if tick is not None else 0.1)
-    finally:
-        if process.returncode is None:
-            process.send_signal(signal.SIGKILL)
-            process.wait()
-    with contextlib.suppress(BlockingIOError, TypeError):
-        rest = process.stdout.read()
-        if rest:
-            chunks.append(rest)
-    process.stdout.close()
-    output = b"".join(chunks).decode(errors="replace")
+        out.seek(0)
+        output = out.read().decode(errors="replace")
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if process.returncode != 0:
         raise RuntimeError(f"{Path(command[0]).name} exited {process.returncode}:\n{output[-2000:]}")
-    return output, usage.ru_utime + usage.ru_stime
-
-
-def _marker_json(output: str, what: str) -> dict[str, Any]:
-    for line in output.splitlines():
-        if line.startswith(_MARKER):
-            parsed: dict[str, Any] = json.loads(line[len(_MARKER) :])
-            return parsed
-    raise RuntimeError(f"{what} printed no result:\n{output[-2000:]}")
+    cpu_s = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
+    return LoadResult.from_json(marker_json(output, Path(command[0]).name), cpu_s)
 
 
 def run_wrk(
@@ -160,38 +153,21 @@ def run_wrk(
     tick: Callable[[], None] | None = None,
 ) -> LoadResult:
     """One closed-loop wrk run (one thread, ``connections`` connections)."""
-    command = [
-        wrk,
+    options = [
         "-t1",
         f"-c{connections}",
         f"-d{duration_s:g}s",
         f"--timeout={timeout_s:g}s",
         "-s",
         str(LUA_SCRIPT),
-        url,
-        "--",
-        str(template),
-        str(batch),
-        secrets.token_hex(4),
     ]
-    output, cpu_s = _run_and_reap(command, cpus=cpus, timeout_s=duration_s + HANG_MARGIN_S, tick=tick)
-    r = _marker_json(output, "wrk")
-    return LoadResult(
-        requests=int(r["requests"]),
-        duration_s=int(r["duration_us"]) / 1e6,
-        non_2xx=int(r["non_2xx_3xx"]),
-        socket_errors=sum(int(r[k]) for k in ("connect_errors", "read_errors", "write_errors")),
-        timeouts=int(r["timeouts"]),
-        p50_ms=int(r["p50_us"]) / 1000,
-        p95_ms=int(r["p95_us"]) / 1000,
-        p99_ms=int(r["p99_us"]) / 1000,
-        max_ms=int(r["max_us"]) / 1000,
-        cpu_s=cpu_s,
-        extra={"command": " ".join([*command[:7], "<url>", "--", "<template>", str(batch), "<nonce>"])},
-    )
+    command = [wrk, *options, url, "--", str(template), str(batch), secrets.token_hex(4)]
+    result = _run(command, cpus, duration_s + HANG_MARGIN_S, tick)
+    result.extra["command"] = " ".join([wrk, *options, "<url>", "--", "<template>", str(batch), "<nonce>"])
+    return result
 
 
-def run_openloop(
+def run_load(
     url: str,
     *,
     rate: float,
@@ -202,37 +178,8 @@ def run_openloop(
     template: Path | None,
     tick: Callable[[], None] | None = None,
 ) -> LoadResult:
-    """A fixed-rate run of :mod:`bench.openloop` (latency counted from each request's due time)."""
-    command = [
-        sys.executable,
-        "-m",
-        "bench.openloop",
-        url,
-        f"--rate={rate:g}",
-        f"--duration={duration_s:g}",
-        f"--warmup={warmup_s:g}",
-        f"--connections={connections}",
-    ]
-    if template is not None:
-        command.append(f"--template={template}")
-    output, cpu_s = _run_and_reap(
-        command, cpus=cpus, timeout_s=warmup_s + duration_s + HANG_MARGIN_S, tick=tick
-    )
-    return openloop_result(_marker_json(output, "openloop"), cpu_s)
-
-
-def openloop_result(r: dict[str, Any], cpu_s: float) -> LoadResult:
-    """A :class:`LoadResult` from the JSON :mod:`bench.openloop` prints."""
-    return LoadResult(
-        requests=int(r["requests"]),
-        duration_s=float(r["duration_s"]),
-        non_2xx=int(r["non_2xx"]),
-        socket_errors=int(r["errors"]),
-        timeouts=int(r["unanswered"]),
-        p50_ms=float(r["p50_ms"]),
-        p95_ms=float(r["p95_ms"]),
-        p99_ms=float(r["p99_ms"]),
-        max_ms=float(r["max_ms"]),
-        cpu_s=cpu_s,
-        extra={k: r[k] for k in ("rate", "sent_per_s", "late_p99_ms", "statuses") if k in r},
-    )
+    """A fixed-rate run of :mod:`bench.load` (latency counted from each request's due time)."""
+    command = [sys.executable, "-m", "bench.load", url, f"--rate={rate:g}", f"--duration={duration_s:g}"]
+    command += [f"--warmup={warmup_s:g}", f"--connections={connections}"]
+    command += [f"--template={template}"] if template is not None else []
+    return _run(command, cpus, warmup_s + duration_s + HANG_MARGIN_S, tick)

@@ -1,23 +1,21 @@
 """The measurements: throughput rows, fixed-rate latency, soak, overload, profiles.
 
-Each returns plain data (a :class:`Row` or a dict) that :mod:`bench.report`
-prints and writes as JSON. A measurement that fails is recorded as failed and
-the bench goes on, so one broken row does not hide the others.
+Each returns plain data (a :class:`Row` or a dict) that :mod:`bench.run` prints and writes as JSON.
 """
 
 from __future__ import annotations
 
 import functools
-import json
 import sys
 import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from bench import profile
-from bench.loadgen import LoadResult, openloop_result, run_openloop, run_wrk, say
+from bench import profile, say
+from bench.loadgen import LoadResult, marker_json, run_load, run_wrk
 from bench.plan import Plan
 from bench.procs import Processes, allowed_cpus, system_busy_s
 from bench.servers import Running, Servers, Usage
@@ -39,6 +37,7 @@ QUIET_WAIT_S = 120.0
 QUIET_CORES = 0.15
 #: Nice value of the light /healthz client during overload (negative: scheduled first).
 HEALTHZ_CLIENT_NICE = -10
+_LOAD_KEYS = ("p50_ms", "p95_ms", "p99_ms", "max_ms", "requests", "non_2xx", "socket_errors", "timeouts")
 
 
 @dataclass
@@ -61,13 +60,6 @@ class Row:
     runs: list[float] = field(default_factory=list)
 
     @property
-    def spread_pct(self) -> float:
-        """(max - min) / median of the repeated runs' events/s, in %; 0 for one run."""
-        if len(self.runs) < 2 or not self.events_per_s:  # noqa: PLR2004
-            return 0.0
-        return 100 * (max(self.runs) - min(self.runs)) / self.events_per_s
-
-    @property
     def ok(self) -> bool:
         """True if the row was measured."""
         return self.status == "ok" and self.load is not None
@@ -83,6 +75,13 @@ class Row:
         return self.req_per_s * self.batch
 
     @property
+    def spread_pct(self) -> float:
+        """(max - min) / median of the repeated runs' events/s, in %; 0 for one run."""
+        if len(self.runs) < 2 or not self.events_per_s:  # noqa: PLR2004
+            return 0.0
+        return 100 * (max(self.runs) - min(self.runs)) / self.events_per_s
+
+    @property
     def cpu_us_per_event(self) -> float:
         """Server CPU (all its processes) per accepted event, in microseconds."""
         events = self.load.ok * self.batch if self.load else 0
@@ -90,13 +89,11 @@ class Row:
 
     def cores(self, who: str) -> float:
         """Cores ``server``, ``broker``, ``load`` or ``other`` kept busy during the row, on average."""
-        if self.usage is None:
-            return 0.0
-        return self.usage.cores(getattr(self.usage, who + "_s"))
+        return self.usage.cores(getattr(self.usage, who + "_s")) if self.usage else 0.0
 
     def as_json(self) -> dict[str, object]:
         """Plain data for the JSON file."""
-        load = self.load
+        usage = self.usage
         return {
             "row": self.key,
             "kind": self.kind,
@@ -107,18 +104,11 @@ class Row:
             "status": self.status,
             "requests_per_s": round(self.req_per_s, 1),
             "events_per_s": round(self.events_per_s, 1),
-            "p50_ms": load.p50_ms if load else None,
-            "p95_ms": load.p95_ms if load else None,
-            "p99_ms": load.p99_ms if load else None,
-            "max_ms": load.max_ms if load else None,
-            "requests": load.requests if load else None,
-            "non_2xx": load.non_2xx if load else None,
-            "socket_errors": load.socket_errors if load else None,
-            "timeouts": load.timeouts if load else None,
-            "seconds": round(self.usage.wall_s, 2) if self.usage else None,
-            "server_cpu_s": round(self.usage.server_s, 2) if self.usage else None,
+            **{k: getattr(self.load, k) if self.load else None for k in _LOAD_KEYS},
+            "seconds": round(usage.wall_s, 2) if usage else None,
+            "server_cpu_s": round(usage.server_s, 2) if usage else None,
             "server_cpu_us_per_event": round(self.cpu_us_per_event, 1),
-            **(self.usage.as_json() if self.usage else {}),
+            **(usage.as_json() if usage else {}),
             "peak_rss_mib": round(self.peak_rss_mib, 1),
             "bridge_counted": self.counted,
             "runs_events_per_s": self.runs,
@@ -132,55 +122,71 @@ def _delta(after: Counter[str], before: Counter[str]) -> dict[str, int]:
 
 
 def _pinning(run: Running) -> str:
-    server = allowed_cpus(run.server.tree.pid)
     broker = allowed_cpus(run.broker.pid) if run.broker else "-"
     load = ",".join(map(str, sorted(run.load_cpus))) if run.load_cpus else "all"
-    return f"server {server}, broker {broker}, load {load}"
+    return f"server {allowed_cpus(run.server.tree.pid)}, broker {broker}, load {load}"
+
+
+def _load_json(load: LoadResult) -> dict[str, object]:
+    return {
+        "answered_per_s": round(load.requests / load.duration_s, 1),
+        "ok_per_s": round(load.ok_per_s, 1),
+        "non_2xx": load.non_2xx,
+        "errors": load.socket_errors,
+        "unanswered": load.timeouts,
+        **{k: getattr(load, k) for k in _LOAD_KEYS[:4]},
+        **load.extra,
+    }
+
+
+@functools.cache
+def dedupe_bytes_per_entry() -> float:
+    """Memory of one dedupe window entry, measured on the real window (devtools.dedupe_memory)."""
+    from devtools.dedupe_memory import bytes_per_entry  # noqa: PLC0415 - only when needed
+
+    return bytes_per_entry(50_000)
 
 
 class Measurements:
     """Runs the plan's measurements on this machine."""
 
     def __init__(self, plan: Plan, procs: Processes, servers: Servers, wrk: str, template: Path) -> None:
-        self.plan = plan
-        self.procs = procs
-        self.servers = servers
-        self.wrk = wrk
+        self.plan, self.procs, self.servers, self.wrk = plan, procs, servers, wrk
         #: One compact event with ``__ID__`` where its id goes (see events.lua).
         self.template = template
 
-    def _wrk(
-        self,
-        run: Running,
-        *,
-        batch: int,
-        connections: int,
-        duration_s: float,
-        timeout_s: float = 5.0,
-        tick: Callable[[], None] | None = None,
-    ) -> LoadResult:
+    def _wrk(self, run: Running, batch: int, duration_s: float, **overrides: Any) -> LoadResult:
         """Wrk against ``run``'s event URL with the bench's event, on the load generator's CPUs."""
-        return run_wrk(
-            self.wrk,
+        connections = self.plan.batch_connections if batch > 1 else self.plan.connections
+        options = {"connections": connections, "duration_s": duration_s, "cpus": run.load_cpus} | overrides
+        return run_wrk(self.wrk, run.server.events_url, template=self.template, batch=batch, **options)
+
+    def _fixed(
+        self, run: Running, rate: float, duration_s: float, tick: Callable[[], None] | None = None
+    ) -> LoadResult:
+        """bench.load at ``rate`` against ``run``'s event URL, after the plan's warm-up."""
+        options = {
+            "warmup_s": self.plan.warmup_s,
+            "connections": self.plan.connections,
+            "cpus": run.load_cpus,
+        }
+        return run_load(
             run.server.events_url,
-            template=self.template,
-            batch=batch,
-            connections=connections,
+            rate=rate,
             duration_s=duration_s,
-            cpus=run.load_cpus,
-            timeout_s=timeout_s,
+            template=self.template,
             tick=tick,
+            **options,
         )
 
     def wait_quiet(self) -> float:
         """Wait until nothing else keeps the machine busy (other tests, builds); the busy cores seen.
 
-        The bench's own processes are all stopped between measurements, so what is
-        busy here is someone else's. Goes on after :data:`QUIET_WAIT_S` regardless;
-        the rows' ``other`` column then shows the disturbance.
+        The bench's own processes are all stopped between measurements, so what is busy here is
+        someone else's. Goes on after :data:`QUIET_WAIT_S` regardless; the rows' ``other`` column
+        then shows the disturbance.
         """
-        deadline = time.monotonic() + QUIET_WAIT_S
-        warned = False
+        deadline, warned = time.monotonic() + QUIET_WAIT_S, False
         while True:
             before = system_busy_s()
             time.sleep(1.0)
@@ -191,10 +197,8 @@ class Measurements:
                 say(f"  (waiting for the machine to quieten: {busy:.2f} cores busy with other work)")
                 warned = True
 
-    # --- throughput rows (closed loop, wrk) ---------------------------------
-
     def row(self, letter: str, workers: int) -> Row:
-        """Row ``letter`` (a-d) with ``workers`` server processes, at wrk's maximum rate."""
+        """Row ``letter`` (a-d) with ``workers`` server processes, at wrk's maximum rate (closed loop)."""
         kind, label = KINDS[letter]
         if kind == "bridge" and self.plan.bridge_env:
             label = label.replace("production settings", "+ BENCH_BRIDGE_ENV")
@@ -204,42 +208,20 @@ class Measurements:
         self.wait_quiet()
         with self.servers.scenario(row.key, kind, workers, self.plan.cpus(workers)) as run:
             row.pinning = _pinning(run)
-            self._wrk(
-                run,
-                batch=batch,
-                connections=connections,
-                duration_s=self.plan.warmup_s,
-            )
-            counts = run.server.counts()
-            before = run.cpu()
-            row.load = self._wrk(
-                run,
-                batch=batch,
-                connections=connections,
-                duration_s=self.plan.duration_s,
-            )
+            self._wrk(run, batch, self.plan.warmup_s)
+            counts, before = run.server.counts(), run.cpu()
+            row.load = self._wrk(run, batch, self.plan.duration_s)
             row.usage = run.cpu().since(before, row.load.cpu_s)
             row.peak_rss_mib = run.server.tree.peak_rss_mib()
             row.counted = _delta(run.server.counts(), counts)
         return row
 
-    # --- fixed-rate latency (open loop) -------------------------------------
-
     def fixed_rate(self, kind: str, workers: int, rate: float) -> dict[str, object]:
-        """Latency of ``kind`` with ``workers`` at a fixed ``rate`` of single events."""
-        name = f"fixed-{kind}{workers}"
+        """Latency of ``kind`` with ``workers`` at a fixed ``rate`` of single events (open loop)."""
         self.wait_quiet()
-        with self.servers.scenario(name, kind, workers, self.plan.cpus(workers)) as run:
+        with self.servers.scenario(f"fixed-{kind}{workers}", kind, workers, self.plan.cpus(workers)) as run:
             before = run.cpu()
-            load = run_openloop(
-                run.server.events_url,
-                rate=rate,
-                duration_s=self.plan.fixed_rate_s,
-                warmup_s=self.plan.warmup_s,
-                connections=self.plan.connections,
-                cpus=run.load_cpus,
-                template=self.template,
-            )
+            load = self._fixed(run, rate, self.plan.fixed_rate_s)
             usage = run.cpu().since(before, load.cpu_s)
             return {
                 "kind": kind,
@@ -249,8 +231,6 @@ class Measurements:
                 **usage.as_json(),
                 "cpus": _pinning(run),
             }
-
-    # --- soak ---------------------------------------------------------------
 
     def soak(self, rate: float) -> dict[str, object]:
         """The bridge (one worker) at ``rate`` for the soak duration; memory, pace and CPU sampled."""
@@ -266,8 +246,7 @@ class Measurements:
                 now = run.cpu()
                 if not final and now.at - previous.at < interval_s:
                     return
-                counts = run.server.counts()
-                usage = now.since(previous, 0.0)
+                counts, usage = run.server.counts(), now.since(previous, 0.0)
                 samples.append(
                     {
                         "t_s": round(now.at - first.at, 1),
@@ -281,16 +260,7 @@ class Measurements:
                 published.append(counts["events.published"])
                 previous = now
 
-            load = run_openloop(
-                run.server.events_url,
-                rate=rate,
-                duration_s=self.plan.soak_s,
-                warmup_s=self.plan.warmup_s,
-                connections=self.plan.connections,
-                cpus=run.load_cpus,
-                template=self.template,
-                tick=sample,
-            )
+            load = self._fixed(run, rate, self.plan.soak_s, tick=sample)
             sample(final=True)
             usage = run.cpu().since(first, load.cpu_s)
             peak = run.server.tree.peak_rss_mib()
@@ -324,56 +294,35 @@ class Measurements:
             "samples": samples,
         }
 
-    # --- overload -----------------------------------------------------------
-
     def overload(self, max_rate: float) -> dict[str, object]:
         """The bridge (one worker) under far more connections than it admits, /healthz watched."""
-        plan = self.plan
-        rss: list[float] = []
+        plan, rss = self.plan, []
         self.wait_quiet()
         with self.servers.scenario("overload", "bridge", 1, plan.cpus(1)) as run:
-            self._wrk(
-                run,
-                batch=1,
-                connections=plan.connections,
-                duration_s=plan.warmup_s,
-            )
-            rss_before = run.server.tree.rss_mib()
-            counts = run.server.counts()
-            # /healthz on the event port, and on the ops listener (BRIDGE_OPS_PORT) where probes go
-            # as deployed; the target is judged where the probes go.
-            watched = {"event_port": run.server.base_url}
-            if run.server.ops_url is not None:
-                watched["ops_port"] = run.server.ops_url
+            self._wrk(run, 1, plan.warmup_s)
+            rss_before, counts = run.server.tree.rss_mib(), run.server.counts()
+            # /healthz on the event port and on the ops listener, where the probes go as deployed.
             clients = {}
-            for where, base in watched.items():
+            for where, base in (("event_port", run.server.base_url), ("ops_port", run.server.ops_url)):
                 log_path = self.servers.log_dir / f"overload-healthz-{where}-client.log"
                 log_path.unlink(missing_ok=True)
-                clients[where] = (
-                    log_path,
-                    self.procs.spawn(
-                        f"healthz-{where}-client",
-                        [
-                            sys.executable,
-                            "-m",
-                            "bench.openloop",
-                            base + "/healthz",
-                            f"--rate={plan.healthz_rate:g}",
-                            f"--duration={plan.overload_s:g}",
-                            f"--connections={HEALTHZ_CONNECTIONS}",
-                        ],
-                        log_path=log_path,
-                        cpus=run.load_cpus,
-                        # It shares a core with wrk's 1536 connections; it measures the bridge, not that.
-                        priority=HEALTHZ_CLIENT_NICE,
-                    ),
-                )
+                command = [
+                    sys.executable,
+                    "-m",
+                    "bench.load",
+                    f"{base}/healthz",
+                    f"--rate={plan.healthz_rate:g}",
+                ]
+                command += [f"--duration={plan.overload_s:g}", f"--connections={HEALTHZ_CONNECTIONS}"]
+                # It shares a core with wrk's 1536 connections; it measures the bridge, not that.
+                options = {"log_path": log_path, "cpus": run.load_cpus, "priority": HEALTHZ_CLIENT_NICE}
+                clients[where] = (log_path, self.procs.spawn(f"healthz-{where}-client", command, **options))
             before = run.cpu()
             load = self._wrk(
                 run,
-                batch=1,
+                1,
+                plan.overload_s,
                 connections=plan.overload_connections,
-                duration_s=plan.overload_s,
                 timeout_s=OVERLOAD_TIMEOUT_S,
                 tick=lambda: rss.append(run.server.tree.rss_mib()),
             )
@@ -383,11 +332,16 @@ class Measurements:
                 client.process.wait(plan.overload_s + 30)
             counted = _delta(run.server.counts(), counts)
             peak = run.server.tree.peak_rss_mib()
-        healths = {where: _marker_result(log_path) for where, (log_path, _) in clients.items()}
-        health = healths.get("ops_port", healths["event_port"])
+        healths = {}
+        for where, (log_path, _) in clients.items():
+            try:
+                healths[where] = _load_json(
+                    LoadResult.from_json(marker_json(log_path.read_text(errors="replace"), ""), 0.0)
+                )
+            except RuntimeError:
+                healths[where] = {"status": f"no result; see {log_path}"}
         third = max(1, len(rss) // 3)
         published = counted.get("events.published", 0)
-        per_entry = dedupe_bytes_per_entry()
         return {
             "connections": plan.overload_connections,
             "seconds": plan.overload_s,
@@ -407,56 +361,38 @@ class Measurements:
             "rss_first_third_max_mib": round(max(rss[:third]), 1),
             "rss_last_third_max_mib": round(max(rss[-third:]), 1),
             "peak_rss_mib": round(peak, 1),
-            "dedupe_growth_mib": round(published * per_entry / 2**20, 1),
-            "healthz": health,
-            "healthz_where": "ops_port" if "ops_port" in healths else "event_port",
+            "dedupe_growth_mib": round(published * dedupe_bytes_per_entry() / 2**20, 1),
+            "healthz": healths["ops_port"],
+            "healthz_where": "ops_port",
             "healthz_by_port": healths,
         }
-
-    # --- profiles -----------------------------------------------------------
 
     def profile(self, letter: str, workers: int, out_dir: Path) -> dict[str, object]:
         """A py-spy profile of the bridge under row ``letter``'s wrk load, ``workers`` processes."""
         pyspy = profile.find_pyspy()
         if pyspy is None:
             return {"status": "py-spy not installed: .venv/bin/pip install py-spy==" + profile.PYSPY_VERSION}
-        batch = self.plan.batch_size if letter == "d" else 1
-        connections = self.plan.batch_connections if batch > 1 else self.plan.connections
-        name = f"profile-{letter}{workers}"
+        batch, name, duration_s = (
+            self.plan.batch_size if letter == "d" else 1,
+            f"profile-{letter}{workers}",
+            self.plan.duration_s,
+        )
         with self.servers.scenario(name, "bridge", workers, self.plan.cpus(workers)) as run:
-            self._wrk(
-                run,
-                batch=batch,
-                connections=connections,
-                duration_s=self.plan.warmup_s,
-            )
+            self._wrk(run, batch, self.plan.warmup_s)
             raw = out_dir / f"{name}.txt"
             recorder = profile.start(
-                self.procs,
-                pyspy,
-                run.server.tree.pid,
-                duration_s=self.plan.duration_s,
-                raw=raw,
-                cpus=run.load_cpus,
+                self.procs, pyspy, run.server.tree.pid, duration_s=duration_s, raw=raw, cpus=run.load_cpus
             )
             before = run.cpu()
-            load = self._wrk(
-                run,
-                batch=batch,
-                connections=connections,
-                duration_s=self.plan.duration_s,
-            )
+            load = self._wrk(run, batch, duration_s)
             usage = run.cpu().since(before, load.cpu_s)
-            recorder.process.wait(self.plan.duration_s + 60)
+            recorder.process.wait(duration_s + 60)
         events = load.ok * batch
         cpu_us = usage.server_s / events * 1e6 if events else None
-        summary = profile.summarize(raw, cpu_us)
         summary_path = out_dir / f"{name}-summary.txt"
-        summary_path.write_text(summary)
-        say(
-            f"  {name}: {load.ok_per_s * batch:,.0f} events/s under py-spy; "
-            f"summary in {summary_path.relative_to(ROOT)}"
-        )
+        summary_path.write_text(profile.summarize(raw, cpu_us))
+        where = summary_path.relative_to(ROOT)
+        say(f"  {name}: {load.ok_per_s * batch:,.0f} events/s under py-spy; summary in {where}")
         return {
             "raw": str(raw.relative_to(ROOT)),
             "summary": str(summary_path.relative_to(ROOT)),
@@ -464,33 +400,3 @@ class Measurements:
             "cpu_us_per_event_under_profiler": round(cpu_us, 1) if cpu_us else None,
             "areas_us_per_event": profile.areas_us(raw, cpu_us) if cpu_us else {},
         }
-
-
-def _load_json(load: LoadResult) -> dict[str, object]:
-    return {
-        "answered_per_s": round(load.requests / load.duration_s, 1),
-        "ok_per_s": round(load.ok_per_s, 1),
-        "non_2xx": load.non_2xx,
-        "errors": load.socket_errors,
-        "unanswered": load.timeouts,
-        "p50_ms": load.p50_ms,
-        "p95_ms": load.p95_ms,
-        "p99_ms": load.p99_ms,
-        "max_ms": load.max_ms,
-        **load.extra,
-    }
-
-
-def _marker_result(log_path: Path) -> dict[str, object]:
-    for line in log_path.read_text(errors="replace").splitlines():
-        if line.startswith("BENCH_JSON "):
-            return _load_json(openloop_result(json.loads(line[len("BENCH_JSON ") :]), 0.0))
-    return {"status": "no result; see " + str(log_path)}
-
-
-@functools.cache
-def dedupe_bytes_per_entry() -> float:
-    """Memory of one dedupe window entry, measured on the real window (devtools.dedupe_memory)."""
-    from devtools.dedupe_memory import bytes_per_entry  # noqa: PLC0415 - only when needed
-
-    return bytes_per_entry(50_000)

@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 
 #: The bridge's default ``BRIDGE_MAX_IN_FLIGHT``; the overload run opens 3x as many connections.
 BRIDGE_MAX_IN_FLIGHT = 512
-#: The bridge reads at most this many batches at once (``views.MAX_BATCHES_IN_FLIGHT``);
-#: more batch connections would measure its 503 answers instead of its throughput.
+#: The bridge reads at most this many batches at once; more batch connections would measure its
+#: 503 answers instead of its throughput.
 BRIDGE_MAX_BATCHES_IN_FLIGHT = 4
 
 #: Every variable the bench reads, with its meaning (printed by ``python -m bench --help``).
@@ -32,33 +32,6 @@ VARIABLES = {
     "BENCH_LOOP": "event loop of the comparison servers: auto (the bridge's), asyncio or uvloop",
     "BENCH_BRIDGE_ENV": "extra settings for the bridge rows, e.g. 'KAFKA_LINGER_MS=2' (default: none)",
 }
-
-
-def _flag(env: Mapping[str, str], name: str, *, default: bool) -> bool:
-    raw = env.get(name)
-    if raw is None or not raw.strip():
-        return default
-    return raw.strip().lower() in ("1", "true", "yes", "on")
-
-
-def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...]) -> str:
-    raw = env.get(name, "").strip().lower() or choices[0]
-    if raw not in choices:
-        raise SystemExit(f"bench: {name} must be one of {', '.join(choices)}")
-    return raw
-
-
-def _number(env: Mapping[str, str], name: str, default: float) -> float:
-    raw = env.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise SystemExit(f"bench: {name}={raw!r} is not a number") from None
-    if value <= 0:
-        raise SystemExit(f"bench: {name} must be positive")
-    return value
 
 
 @dataclass(frozen=True)
@@ -91,40 +64,55 @@ class Plan:
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Plan:
         """The plan ``BENCH_*`` variables ask for."""
-        quick = _flag(env, "BENCH_QUICK", default=False)
+
+        def flag(name: str, *, default: bool) -> bool:
+            raw = env.get(name, "").strip().lower()
+            return raw in ("1", "true", "yes", "on") if raw else default
+
+        def number(name: str, default: float) -> float:
+            raw = env.get(name, "").strip()
+            try:
+                value = float(raw) if raw else default
+            except ValueError:
+                raise SystemExit(f"bench: {name}={raw!r} is not a number") from None
+            if value <= 0:
+                raise SystemExit(f"bench: {name} must be positive")
+            return value
+
+        quick = flag("BENCH_QUICK", default=False)
+        loop = env.get("BENCH_LOOP", "").strip().lower() or "auto"
+        if loop not in ("auto", "asyncio", "uvloop"):
+            raise SystemExit("bench: BENCH_LOOP must be one of auto, asyncio, uvloop")
         workers = tuple(int(w) for w in env.get("BENCH_WORKERS", "1,2").split(",") if w.strip())
-        bridge_env = dict(item.split("=", 1) for item in shlex.split(env.get("BENCH_BRIDGE_ENV", "")))
         return cls(
             quick=quick,
-            duration_s=_number(env, "BENCH_DURATION_S", 4 if quick else 10),
-            repeat=int(_number(env, "BENCH_REPEAT", 1 if quick else 3)),
-            warmup_s=_number(env, "BENCH_WARMUP_S", 2 if quick else 5),
-            fixed_rate_s=_number(env, "BENCH_FIXED_RATE_S", 4 if quick else 20),
-            soak_s=_number(env, "BENCH_SOAK_S", 15 if quick else 300),
-            overload_s=_number(env, "BENCH_OVERLOAD_S", 5 if quick else 30),
-            connections=int(_number(env, "BENCH_CONNECTIONS", 64)),
-            batch_size=int(_number(env, "BENCH_BATCH_SIZE", 100)),
-            overload_connections=int(_number(env, "BENCH_OVERLOAD_CONNECTIONS", 3 * BRIDGE_MAX_IN_FLIGHT)),
+            duration_s=number("BENCH_DURATION_S", 4 if quick else 10),
+            repeat=int(number("BENCH_REPEAT", 1 if quick else 3)),
+            warmup_s=number("BENCH_WARMUP_S", 2 if quick else 5),
+            fixed_rate_s=number("BENCH_FIXED_RATE_S", 4 if quick else 20),
+            soak_s=number("BENCH_SOAK_S", 15 if quick else 300),
+            overload_s=number("BENCH_OVERLOAD_S", 5 if quick else 30),
+            connections=int(number("BENCH_CONNECTIONS", 64)),
+            batch_size=int(number("BENCH_BATCH_SIZE", 100)),
+            overload_connections=int(number("BENCH_OVERLOAD_CONNECTIONS", 3 * BRIDGE_MAX_IN_FLIGHT)),
             workers=workers or (1,),
-            pin=_flag(env, "BENCH_PIN", default=True),
-            profile=_flag(env, "BENCH_PROFILE", default=False),
-            bridge_env=bridge_env,
-            loop=_choice(env, "BENCH_LOOP", ("auto", "asyncio", "uvloop")),
+            pin=flag("BENCH_PIN", default=True),
+            profile=flag("BENCH_PROFILE", default=False),
+            bridge_env=dict(item.split("=", 1) for item in shlex.split(env.get("BENCH_BRIDGE_ENV", ""))),
+            loop=loop,
             only=frozenset(p.strip() for p in env.get("BENCH_ONLY", "").split(",") if p.strip()),
         )
 
     def runs(self, part: str) -> bool:
         """True if ``part`` (a row key like ``c1``, or ``fixed``, ``soak``, ``overload``) is to run."""
-        if not self.only:
-            return True
-        return part in self.only or (len(part) == 2 and "rows" in self.only)  # noqa: PLR2004 - row keys
+        return not self.only or part in self.only or (len(part) == 2 and "rows" in self.only)  # noqa: PLR2004
 
     def cpus(self, workers: int) -> tuple[set[int] | None, set[int] | None]:
         """CPUs for (the server, everything else) with ``workers`` server processes.
 
-        Pinned when there is at least one CPU left for the load generator and broker:
-        the server gets the last ``workers`` CPUs, the rest gets the others. With as
-        many workers as CPUs nothing is pinned (None: every CPU).
+        Pinned when at least one CPU is left for the load generator and broker: the server gets
+        the last ``workers`` CPUs, the rest the others. With as many workers as CPUs nothing is
+        pinned (None: every CPU).
         """
         total = os.cpu_count() or 1
         if not self.pin or total - workers < 1:

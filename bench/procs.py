@@ -1,8 +1,7 @@
 """The processes the bench starts, and what ``/proc`` says about them.
 
-Every process is started in its own session (so its whole group can be stopped)
-and registered with a :class:`Processes`, which stops all of them on exit —
-also on Ctrl-C, SIGTERM or an exception.
+Every process starts in its own session (so its whole group can be stopped) and is registered
+with a :class:`Processes`, which stops all of them on exit — also on Ctrl-C, SIGTERM or an error.
 """
 
 from __future__ import annotations
@@ -20,99 +19,65 @@ from typing import Self
 
 #: Clock ticks per second of the CPU times in ``/proc/<pid>/stat``.
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-#: ``/proc/net/tcp`` state of a listening socket.
-_TCP_LISTEN = "0A"
 #: Seconds a process gets to stop after SIGTERM before SIGKILL.
 STOP_TIMEOUT_S = 30.0
 
 
-def _stat_fields(pid: int) -> list[str]:
+def _stat(pid: int) -> list[str]:
     """Fields of ``/proc/<pid>/stat`` after the command name (``state`` is index 0)."""
-    raw = Path(f"/proc/{pid}/stat").read_text(encoding="ascii", errors="replace")
-    return raw.rsplit(")", 1)[1].split()
+    return Path(f"/proc/{pid}/stat").read_text(errors="replace").rsplit(")", 1)[1].split()
 
 
-def parent_of(pid: int) -> int | None:
-    """The parent pid, or None if ``pid`` is gone."""
-    try:
-        return int(_stat_fields(pid)[1])
-    except (OSError, IndexError, ValueError):
-        return None
+def _status(pid: int, field: str) -> str | None:
+    """A field of ``/proc/<pid>/status`` (``VmRSS``, ``Cpus_allowed_list``); None if gone."""
+    with contextlib.suppress(OSError):
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return line.split()[1]
+    return None
 
 
 def process_tree(root: int) -> list[int]:
     """``root`` and every live descendant (workers, their children)."""
-    parents: dict[int, list[int]] = {}
+    children: dict[int, list[int]] = {}
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
-            parent = parent_of(int(entry.name))
-            if parent is not None:
-                parents.setdefault(parent, []).append(int(entry.name))
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                children.setdefault(int(_stat(int(entry.name))[1]), []).append(int(entry.name))
     tree, todo = [], [root]
     while todo:
         pid = todo.pop()
         if Path(f"/proc/{pid}").exists():
             tree.append(pid)
-            todo.extend(parents.get(pid, []))
+            todo.extend(children.get(pid, []))
     return tree
-
-
-def cpu_ticks(pids: Iterable[int], *, reaped_of: int | None = None) -> int:
-    """User + system CPU ticks of ``pids``; plus those of the reaped children of ``reaped_of``."""
-    total = 0
-    for pid in pids:
-        with contextlib.suppress(OSError, IndexError, ValueError):
-            fields = _stat_fields(pid)
-            total += int(fields[11]) + int(fields[12])
-            if pid == reaped_of:
-                total += int(fields[13]) + int(fields[14])
-    return total
 
 
 def system_busy_s() -> float:
     """CPU seconds every core of the machine has been busy (not idle or waiting for I/O) since boot."""
-    fields = Path("/proc/stat").read_text(encoding="ascii").splitlines()[0].split()[1:]
+    fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
     user, nice, system, _idle, _iowait, irq, softirq, steal = (int(f) for f in fields[:8])
     return (user + nice + system + irq + softirq + steal) / CLK_TCK
 
 
-def status_kib(pid: int, field: str) -> int:
-    """A ``kB`` field (``VmRSS``, ``VmHWM``) of ``/proc/<pid>/status``; 0 if the process is gone."""
-    with contextlib.suppress(OSError):
-        for line in Path(f"/proc/{pid}/status").read_text(encoding="ascii").splitlines():
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    return 0
-
-
 def allowed_cpus(pid: int) -> str:
     """The CPUs ``pid`` may run on, as the kernel lists them (``0``, ``0-1``)."""
-    with contextlib.suppress(OSError):
-        for line in Path(f"/proc/{pid}/status").read_text(encoding="ascii").splitlines():
-            if line.startswith("Cpus_allowed_list:"):
-                return line.split()[1]
-    return "?"
+    return _status(pid, "Cpus_allowed_list") or "?"
 
 
 def uses_uvloop(pids: Iterable[int]) -> bool:
     """True if any of ``pids`` has uvloop's extension module mapped."""
     for pid in pids:
         with contextlib.suppress(OSError):
-            if "uvloop" in Path(f"/proc/{pid}/maps").read_text(encoding="ascii", errors="replace"):
+            if "uvloop" in Path(f"/proc/{pid}/maps").read_text(errors="replace"):
                 return True
     return False
 
 
 def listening_sockets(port: int) -> int:
     """How many sockets listen on 127.0.0.1:``port`` (one per SO_REUSEPORT worker)."""
-    wanted = f"0100007F:{port:04X}"
-    count = 0
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/net/tcp").read_text(encoding="ascii").splitlines()[1:]:
-            fields = line.split()
-            if fields[1] == wanted and fields[3] == _TCP_LISTEN:
-                count += 1
-    return count
+    lines = Path("/proc/net/tcp").read_text().splitlines()[1:]
+    return sum(1 for line in lines if line.split()[1:4:2] == [f"0100007F:{port:04X}", "0A"])
 
 
 @contextlib.contextmanager
@@ -145,15 +110,20 @@ class Tree:
 
     def cpu_s(self) -> float:
         """CPU seconds (user + system) of the whole tree so far, reaped children included."""
-        return cpu_ticks(self.pids(), reaped_of=self.pid) / CLK_TCK
+        ticks = 0
+        for pid in self.pids():
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                fields = _stat(pid)
+                ticks += sum(int(f) for f in fields[11 : 15 if pid == self.pid else 13])
+        return ticks / CLK_TCK
 
-    def rss_mib(self) -> float:
-        """Resident memory now, summed over the tree, in MiB."""
-        return sum(status_kib(pid, "VmRSS") for pid in self.pids()) / 1024
+    def rss_mib(self, field: str = "VmRSS") -> float:
+        """Resident memory now (or its peak, ``VmHWM``), summed over the tree, in MiB."""
+        return sum(int(_status(pid, field) or 0) for pid in self.pids()) / 1024
 
     def peak_rss_mib(self) -> float:
         """Peak resident memory (``VmHWM``) of each process, summed over the tree, in MiB."""
-        return sum(status_kib(pid, "VmHWM") for pid in self.pids()) / 1024
+        return self.rss_mib("VmHWM")
 
     def alive(self) -> bool:
         """True while the root process runs."""
@@ -175,7 +145,11 @@ class Processes:
     def __exit__(
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        self.stop_all()
+        for tree in reversed(list(self._trees)):
+            self.stop(tree)
+        while self._stoppers:
+            with contextlib.suppress(Exception):
+                self._stoppers.pop()()
 
     def spawn(
         self,
@@ -189,8 +163,8 @@ class Processes:
     ) -> Tree:
         """Start ``command`` in its own session on ``cpus``, output to ``log_path``.
 
-        A negative ``priority`` (nice value; needs root) lets a light measuring client
-        run on time on a busy core; it is left at 0 where that is not allowed.
+        A negative ``priority`` (nice value; needs root) lets a light measuring client run on
+        time on a busy core; it is left at 0 where that is not allowed.
         """
         with log_path.open("ab") as log, cpu_affinity(cpus):
             process = subprocess.Popen(  # noqa: S603 - our own commands, no shell
@@ -226,14 +200,6 @@ class Processes:
             tree.process.wait(5)
         if tree in self._trees:
             self._trees.remove(tree)
-
-    def stop_all(self) -> None:
-        """Stop every process still registered, newest first, then run the stoppers."""
-        for tree in reversed(list(self._trees)):
-            self.stop(tree)
-        while self._stoppers:
-            with contextlib.suppress(Exception):
-                self._stoppers.pop()()
 
 
 def _raise_interrupt(*_: object) -> None:

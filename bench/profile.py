@@ -1,11 +1,9 @@
 """py-spy profiles of the bridge under load (``BENCH_PROFILE=1``), summarised.
 
-py-spy samples the running process from outside (no code change; ``--nonblocking``,
-so the bridge is never paused, at the price of an occasional torn stack). Idle
-samples (the event loop waiting in epoll) are left out, so the percentages are of
-the time the bridge was busy. The raw file (collapsed stacks, one
-``frame;frame;... count`` per line) can be turned into a flame graph with any
-flamegraph tool; the summary lists where the CPU went by area, package and function.
+py-spy samples the process from outside (``--nonblocking``: never paused, at the price of an
+occasional torn stack). Idle samples (the loop waiting in epoll) are left out: percentages are of
+the busy time. The raw file (collapsed stacks, ``frame;frame;... count``) is flame-graph input;
+the summary lists where the CPU went by area, package and function.
 """
 
 from __future__ import annotations
@@ -40,31 +38,10 @@ def start(
 ) -> Tree:
     """Start recording ``pid`` and its subprocesses (workers) for ``duration_s`` into ``raw``."""
     raw.unlink(missing_ok=True)
-    return procs.spawn(
-        "py-spy",
-        [
-            pyspy,
-            "record",
-            f"--pid={pid}",
-            "--subprocesses",
-            f"--rate={RATE_HZ}",
-            f"--duration={max(1, int(duration_s))}",
-            "--format=raw",
-            "--function",
-            # Read the process without stopping it: blocking sampling slowed the bridge down 3x.
-            "--nonblocking",
-            f"--output={raw}",
-        ],
-        log_path=raw.with_suffix(".log"),
-        cpus=cpus,
-    )
-
-
-def _package(path: str) -> str:
-    """``aiohttp``, ``aiokafka``, ``bridge``, ``asyncio`` ... (py-spy prints paths from the package)."""
-    if "/" in path:
-        return path.split("/", 1)[0]
-    return path.removesuffix(".py") or "?"
+    command = [pyspy, "record", f"--pid={pid}", "--subprocesses", f"--rate={RATE_HZ}", "--format=raw"]
+    # --nonblocking reads the process without stopping it: blocking sampling slowed the bridge 3x.
+    command += [f"--duration={max(1, int(duration_s))}", "--function", "--nonblocking", f"--output={raw}"]
+    return procs.spawn("py-spy", command, log_path=raw.with_suffix(".log"), cpus=cpus)
 
 
 #: Where a sample's time goes, by the first rule (in this order) that matches any frame of its stack.
@@ -97,18 +74,6 @@ def area_of(frames: list[tuple[str, str]]) -> str:
     return OTHER_AREA
 
 
-def _frames(stack: str) -> list[tuple[str, str]]:
-    """(function, file) of each frame, outermost first."""
-    frames = []
-    for raw in stack.split(";"):
-        match = _FRAME.match(raw.strip())
-        if match:
-            frames.append((match["func"], match["file"]))
-        elif raw.strip():
-            frames.append((raw.strip(), ""))
-    return frames
-
-
 def _samples(raw: Path) -> list[tuple[list[tuple[str, str]], int]]:
     """(frames, count) of each stack in a py-spy raw file, without the process/thread frames."""
     stacks = []
@@ -116,8 +81,12 @@ def _samples(raw: Path) -> list[tuple[list[tuple[str, str]], int]]:
         stack, _, count_text = line.rpartition(" ")
         if not count_text.isdigit():
             continue
+        frames = []  # (function, file), outermost first
+        for part in filter(None, (p.strip() for p in stack.split(";"))):
+            match = _FRAME.match(part)
+            frames.append((match["func"], match["file"]) if match else (part, ""))
         # py-spy --subprocesses prefixes the process ("process 123:\"python -m bridge\"").
-        frames = [f for f in _frames(stack) if not f[0].startswith(("process ", "thread "))]
+        frames = [f for f in frames if not f[0].startswith(("process ", "thread "))]
         if frames:
             stacks.append((frames, int(count_text)))
     return stacks
@@ -148,7 +117,9 @@ def summarize(raw: Path, cpu_us_per_event: float | None = None) -> str:
         torn += 0 if frames[0][0] == "_run_module_as_main" else count
         areas[area_of(frames)] += count
         self_time[frames[-1]] += count
-        packages[_package(frames[-1][1])] += count
+        # py-spy prints paths from the package: aiohttp/..., bridge/..., asyncio.py
+        path = frames[-1][1]
+        packages[path.split("/", 1)[0] if "/" in path else (path.removesuffix(".py") or "?")] += count
         for frame in set(frames):
             inclusive[frame] += count
     if not total:
@@ -166,14 +137,11 @@ def summarize(raw: Path, cpu_us_per_event: float | None = None) -> str:
         "torn (read while changing, outer frames missing; classified by the frames they have)"
     )
     lines = [head, ""]
-    if cpu_us_per_event:
-        lines.append(
-            f"By area (first match from the top; {cpu_us_per_event:.0f} us of server CPU per event):"
-        )
-        lines += [f"  {pct(n)}  {n / total * cpu_us_per_event:5.0f} us  {a}" for a, n in areas.most_common()]
-    else:
-        lines.append("By area (first match from the top):")
-        lines += [f"  {pct(n)}  {a}" for a, n in areas.most_common()]
+    per = f"; {cpu_us_per_event:.0f} us of server CPU per event" if cpu_us_per_event else ""
+    lines.append(f"By area (first match from the top{per}):")
+    for area, n in areas.most_common():
+        us = f"{n / total * cpu_us_per_event:5.0f} us  " if cpu_us_per_event else ""
+        lines.append(f"  {pct(n)}  {us}{area}")
     lines += ["", "Self time by package:"]
     lines += [f"  {pct(n)}  {pkg}" for pkg, n in packages.most_common()]
     lines += ["", f"Top {TOP} functions by self time:"]

@@ -1,7 +1,8 @@
-"""The bench's output: the machine, the table, the ratios, the targets (met / not met), JSON."""
+"""The bench's findings: the machine, the table, the ratios, the targets (met / not met)."""
 
 from __future__ import annotations
 
+import contextlib
 import importlib.metadata
 import os
 import platform
@@ -10,7 +11,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.loadgen import say
 from bench.measure import Row
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -51,10 +51,9 @@ def machine(wrk_version: str, tansu: str) -> dict[str, object]:
     mem_gib = int(meminfo[meminfo.index("MemTotal:") + 1]) / 2**20
     versions = {}
     for package in ("aiohttp", "aiokafka", "uvloop", "orjson", "structlog", "prometheus-client", "py-spy"):
-        try:
-            versions[package] = importlib.metadata.version(package)
-        except importlib.metadata.PackageNotFoundError:
+        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
             versions[package] = None
+            versions[package] = importlib.metadata.version(package)
     git = ["git", "-C", str(ROOT)]
     commit = first_line([*git, "rev-parse", "--short", "HEAD"])
     dirty = bool(first_line([*git, "status", "--porcelain", "--untracked-files=no"]).strip("?"))
@@ -101,34 +100,17 @@ def targets(
     """Each target of issue 5, met or not, with the numbers."""
     found: list[Target] = []
     for w in workers:
-        a, b, c = _row(rows, f"a{w}"), _row(rows, f"b{w}"), _row(rows, f"c{w}")
+        a, b, c = (_row(rows, f"{k}{w}") for k in "abc")
         n = f"{w} worker{'s' if w > 1 else ''}"
-        if a and c:
-            ratio = c.req_per_s / a.req_per_s
-            detail = f"c{w}/a{w} = {c.req_per_s:,.0f} / {a.req_per_s:,.0f} req/s = {ratio:.2f}"
-            found.append(
-                Target(
-                    f"single-event throughput >= {CEILING_RATIO} x ceiling ({n})",
-                    ratio >= CEILING_RATIO,
-                    detail,
-                )
-            )
-        else:
-            found.append(
-                Target(f"single-event throughput >= {CEILING_RATIO} x ceiling ({n})", None, _why(rows, w))
-            )
-        if b and c:
-            ratio = c.req_per_s / b.req_per_s
-            detail = f"c{w}/b{w} = {c.req_per_s:,.0f} / {b.req_per_s:,.0f} req/s = {ratio:.2f}"
-            found.append(
-                Target(
-                    f"single-event throughput >= {NAIVE_RATIO} x naive ({n})", ratio >= NAIVE_RATIO, detail
-                )
-            )
-        else:
-            found.append(
-                Target(f"single-event throughput >= {NAIVE_RATIO} x naive ({n})", None, _why(rows, w))
-            )
+        for other, what, threshold in ((a, "ceiling", CEILING_RATIO), (b, "naive", NAIVE_RATIO)):
+            name = f"single-event throughput >= {threshold} x {what} ({n})"
+            if other and c:
+                ratio = c.req_per_s / other.req_per_s
+                key = f"c{w}/{other.key}"
+                detail = f"{key} = {c.req_per_s:,.0f} / {other.req_per_s:,.0f} req/s = {ratio:.2f}"
+                found.append(Target(name, ratio >= threshold, detail))
+            else:
+                found.append(Target(name, None, _why(rows, w)))
         f = fixed.get(w)
         name = f"p99 <= {P99_AT_HALF_LOAD_MS:g} ms at half the maximum throughput ({n})"
         if f and "bridge" in f:
@@ -298,10 +280,3 @@ def ratios(rows: dict[str, Row], workers: tuple[int, ...]) -> list[str]:
         if one and two:
             out.append(f"  {k}{w2}/{k}{w1} (2 workers over 1) = {two.events_per_s / one.events_per_s:.2f}")
     return out
-
-
-def print_targets(found: list[Target]) -> None:
-    """The target lines."""
-    say("Targets (issue 5):")
-    for target in found:
-        say(target.line())

@@ -15,71 +15,45 @@ import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from bench import report
-from bench.loadgen import ensure_wrk, say, wrk_version
+from bench import report, say
+from bench.loadgen import ensure_wrk, wrk_version
 from bench.measure import KINDS, Measurements, Row
 from bench.plan import VARIABLES, Plan
 from bench.procs import Processes
-from bench.servers import NotAvailableError, Servers, bridge_knows_workers
+from bench.servers import Servers
 from devtools.broker import tansu_binary
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 FIXTURE = ROOT / "tests" / "fixtures" / "altinn-events" / "valid" / "06-correspondencepublished.json"
-ID_PLACEHOLDER = "__ID__"
 #: Cores of other work during a row above which the bench warns that the row was disturbed.
 DISTURBED_CORES = 0.1
+T = TypeVar("T")
 
 
 def write_template(path: Path) -> int:
     """The fixture as compact JSON (as Altinn sends it) with ``__ID__`` for its id; its size."""
-    event = json.loads(FIXTURE.read_bytes())
-    event["id"] = ID_PLACEHOLDER
+    event = json.loads(FIXTURE.read_bytes()) | {"id": "__ID__"}
     compact = json.dumps(event, separators=(",", ":"))
     path.write_text(compact)
-    # The real id is a 36-character UUID, as the bench's ids are.
-    return len(compact) - len(ID_PLACEHOLDER) + 36
+    return len(compact) - len("__ID__") + 36  # the real id is a 36-character UUID, as the bench's are
 
 
 def command_line() -> str:
     """How this run was started, with the ``BENCH_*`` variables that were set."""
     settings = " ".join(f"{k}={os.environ[k]}" for k in VARIABLES if os.environ.get(k))
-    base = "make bench" if os.environ.get("MAKELEVEL") else "python -m bench"
-    return f"{base} {settings}".strip()
+    return f"{'make bench' if os.environ.get('MAKELEVEL') else 'python -m bench'} {settings}".strip()
 
 
-def _attempt(key: str, label: str, workers: int, measure: Callable[[], Row]) -> Row:
-    """``measure()``, or a row that says why it could not be measured."""
+def _attempt(measure: Callable[[], T], failed: Callable[[str], T]) -> T:
+    """``measure()``, or ``failed(why)``: one failed measurement must not hide the others."""
     try:
         return measure()
-    except NotAvailableError as exc:
-        status = f"not available ({exc})"
-    except Exception as exc:  # noqa: BLE001 - one failed row must not hide the others
-        traceback.print_exc()
-        status = f"failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-    return Row(key, "", label, workers, 0, 1, status=status)
-
-
-def _attempt_dict(what: str, measure: Callable[[], dict[str, object]]) -> dict[str, object]:
-    try:
-        return measure()
-    except NotAvailableError as exc:
-        return {"status": f"not available ({exc})"}
     except Exception as exc:  # noqa: BLE001 - report and go on
         traceback.print_exc()
-        return {"status": f"{what} failed: {type(exc).__name__}: {exc}"}
-
-
-def _median(tries: list[Row]) -> Row:
-    """The run with the median events/s, carrying every run's events/s (``runs``)."""
-    measured = sorted((r for r in tries if r.ok), key=lambda r: r.events_per_s)
-    if not measured:
-        return tries[-1]
-    median = measured[(len(measured) - 1) // 2]
-    median.runs = [round(r.events_per_s, 1) for r in tries if r.ok]
-    return median
+        return failed(f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
 
 
 def _progress(row: Row, which: str = "") -> None:
@@ -103,10 +77,8 @@ def _pinning_note(plan: Plan) -> str:
         if server is None or load is None:
             notes.append(f"{n}: nothing pinned (every process may use every core)")
         else:
-            notes.append(
-                f"{n}: server on CPU {','.join(map(str, sorted(server)))}, load generator + broker on "
-                f"CPU {','.join(map(str, sorted(load)))}"
-            )
+            cpus = ",".join(map(str, sorted(server))), ",".join(map(str, sorted(load)))
+            notes.append(f"{n}: server on CPU {cpus[0]}, load generator + broker on CPU {cpus[1]}")
     return "; ".join(notes)
 
 
@@ -123,18 +95,15 @@ class Results:
 
 
 def _header(plan: Plan, meta: dict[str, Any], body_bytes: int, started: dt.datetime) -> None:
-    mode = "quick" if plan.quick else "full"
     packages = ", ".join(f"{k} {v}" for k, v in meta["packages"].items() if v)
     extra_env = f", plus BENCH_BRIDGE_ENV: {plan.bridge_env}" if plan.bridge_env else ""
-    say(f"altinn-kafka-bridge bench, {mode} run, {started:%Y-%m-%d %H:%M} UTC: {command_line()}")
+    say(f"altinn-kafka-bridge bench, {_mode(plan)} run, {started:%Y-%m-%d %H:%M} UTC: {command_line()}")
     say(
         f"machine: {meta['cpu']}, {meta['cores']} cores, {meta['memory_gib']} GiB, {meta['os']}, "
         f"Linux {meta['kernel']}, Python {meta['python']}; git {meta['git']}"
     )
     say(f"packages: {packages}")
-    say(
-        f"load generators: {meta['wrk']} (closed loop), bench.openloop (fixed rate); broker: {meta['broker']}"
-    )
+    say(f"load generators: {meta['wrk']} (closed loop), bench.load (fixed rate); broker: {meta['broker']}")
     say(
         f"NOTE: the {meta['cores']} cores are shared by the load generator, the broker and the server. "
         f"Pinning: {_pinning_note(plan)}."
@@ -151,9 +120,11 @@ def _header(plan: Plan, meta: dict[str, Any], body_bytes: int, started: dt.datet
         f"batch rows {plan.batch_size} events per request on {plan.batch_connections} connections "
         "(what the bridge reads at once)."
     )
-    if 2 in plan.workers and not bridge_knows_workers():  # noqa: PLR2004
-        say("NOTE: this bridge has no BRIDGE_WORKERS setting yet: its 2-worker rows are not available.")
     say()
+
+
+def _mode(plan: Plan) -> str:
+    return "quick" if plan.quick else "full"
 
 
 def _throughput(plan: Plan, m: Measurements, results: Results) -> None:
@@ -167,29 +138,41 @@ def _throughput(plan: Plan, m: Measurements, results: Results) -> None:
                 key = f"{letter}{w}"
                 if not plan.runs(key) or (key in runs and not runs[key][-1].ok):
                     continue
-                row = _attempt(key, KINDS[letter][1], w, lambda k=letter, n=w: m.row(k, n))
+                row = _attempt(lambda k=letter, n=w: m.row(k, n), _failed_row(key, w))
                 runs.setdefault(key, []).append(row)
                 _progress(row, f" (run {n + 1}/{plan.repeat})" if plan.repeat > 1 else "")
     for key, tries in runs.items():
-        results.rows[key] = _median(tries)
+        # The run with the median events/s, carrying every run's events/s.
+        measured = sorted((r for r in tries if r.ok), key=lambda r: r.events_per_s)
+        results.rows[key] = measured[(len(measured) - 1) // 2] if measured else tries[-1]
+        results.rows[key].runs = [round(r.events_per_s, 1) for r in tries if r.ok] if measured else []
     servers = m.servers
+    same = " (the same)" if servers.loop == servers.bridge_loop else ""
     say(
         f"  event loop: the bridge {servers.bridge_loop or 'not run'}, the comparison servers "
-        f"{servers.loop or 'asyncio'}" + (" (the same)" if servers.loop == servers.bridge_loop else "")
+        f"{servers.loop or 'asyncio'}{same}"
     )
     say()
 
 
+def _failed_row(key: str, workers: int) -> Callable[[str], Row]:
+    return lambda why: Row(key, "", KINDS[key[0]][1], workers, 0, 1, status=f"failed: {why}")
+
+
+def _failed(what: str) -> Callable[[str], dict[str, object]]:
+    return lambda why: {"status": f"{what} failed: {why}"}
+
+
 def _latency_runs(plan: Plan, m: Measurements, results: Results) -> None:
     if plan.runs("fixed"):
-        say("Latency at half the maximum throughput (bench.openloop, fixed rate):")
+        say("Latency at half the maximum throughput (bench.load, fixed rate):")
     for w in plan.workers:
         c = results.rows.get(f"c{w}")
         if c is None or not c.ok or not plan.runs("fixed"):
             continue
         rate = c.req_per_s / 2
         results.fixed[w] = {
-            kind: _attempt_dict(kind, lambda k=kind, n=w, r=rate: m.fixed_rate(k, n, r))
+            kind: _attempt(lambda k=kind, n=w, r=rate: m.fixed_rate(k, n, r), _failed(kind))
             for kind in ("bridge", "ceiling")
         }
         for kind, result in results.fixed[w].items():
@@ -197,12 +180,12 @@ def _latency_runs(plan: Plan, m: Measurements, results: Results) -> None:
     c1 = results.rows.get("c1")
     if c1 is not None and c1.ok and plan.runs("soak"):
         say(f"Soak: the bridge (1 worker) at {c1.req_per_s / 2:,.0f} req/s for {plan.soak_s:g} s ...")
-        results.soak = _attempt_dict("soak", lambda: m.soak(c1.req_per_s / 2))
+        results.soak = _attempt(lambda: m.soak(c1.req_per_s / 2), _failed("soak"))
         say(f"  {_latency(results.soak)}")
     if plan.runs("overload"):
         say(f"Overload: the bridge (1 worker) with {plan.overload_connections} connections ...")
         max_rate = c1.req_per_s if c1 is not None and c1.ok else 0.0
-        results.overload = _attempt_dict("overload", lambda: m.overload(max_rate))
+        results.overload = _attempt(lambda: m.overload(max_rate), _failed("overload"))
     say()
 
 
@@ -212,8 +195,8 @@ def _profiles(plan: Plan, m: Measurements, results: Results, out_dir: Path) -> N
     say("Profiles (py-spy; separate runs, not part of the measurements above):")
     for letter, w in (("c", 1), ("d", 1), ("c", 2)):
         if w in plan.workers:
-            results.profiles[f"{letter}{w}"] = _attempt_dict(
-                "profile", lambda k=letter, n=w: m.profile(k, n, out_dir)
+            results.profiles[f"{letter}{w}"] = _attempt(
+                lambda k=letter, n=w: m.profile(k, n, out_dir), _failed("profile")
             )
     say()
 
@@ -221,9 +204,7 @@ def _profiles(plan: Plan, m: Measurements, results: Results, out_dir: Path) -> N
 def _print(plan: Plan, results: Results, started: dt.datetime, finished: dt.datetime) -> list[report.Target]:
     found = report.targets(results.rows, results.fixed, results.soak, results.overload, plan.workers)
     minutes = (finished - started).total_seconds() / 60
-    say(
-        f"Results ({'quick' if plan.quick else 'full'} run, {started:%Y-%m-%d %H:%M} UTC, {minutes:.1f} min):"
-    )
+    say(f"Results ({_mode(plan)} run, {started:%Y-%m-%d %H:%M} UTC, {minutes:.1f} min):")
     for line in report.table(list(results.rows.values())):
         say(line)
     say(
@@ -237,7 +218,9 @@ def _print(plan: Plan, results: Results, started: dt.datetime, finished: dt.date
     for line in report.ratios(results.rows, plan.workers):
         say(line)
     say()
-    report.print_targets(found)
+    say("Targets (issue 5):")
+    for target in found:
+        say(target.line())
     return found
 
 
@@ -276,7 +259,7 @@ def main(argv: list[str]) -> int:
     document = {
         "date": started.isoformat(timespec="seconds"),
         "finished": finished.isoformat(timespec="seconds"),
-        "mode": "quick" if plan.quick else "full",
+        "mode": _mode(plan),
         "interrupted": results.interrupted,
         "command": command_line(),
         "machine": meta,
@@ -298,8 +281,7 @@ def main(argv: list[str]) -> int:
     path = RESULTS / (f"{started:%Y%m%dT%H%M%SZ}" + ("-quick" if plan.quick else "") + ".json")
     path.write_text(json.dumps(document, indent=2) + "\n")
     # latest.json is a complete full run (the one docs/performance.md quotes); anything less gets its own.
-    kind = "-quick" if plan.quick else ("-partial" if plan.only else "")
-    latest = RESULTS / f"latest{kind}.json"
+    latest = RESULTS / f"latest{'-quick' if plan.quick else ('-partial' if plan.only else '')}.json"
     say()
     if results.interrupted:
         say(f"JSON: {path.relative_to(ROOT)} (interrupted: {latest.name} left as it was)")
@@ -310,7 +292,7 @@ def main(argv: list[str]) -> int:
     return 130 if results.interrupted else 0
 
 
-def _latency(result: dict[str, object]) -> str:
+def _latency(result: dict[str, Any]) -> str:
     if "p99_ms" not in result:
         return str(result.get("status"))
     return (

@@ -1,11 +1,8 @@
 """Start the broker and the three kinds of server the bench compares, and read them.
 
-- ``ceiling``: :mod:`bench.bare_server` (row a)
-- ``naive``: :mod:`bench.naive_server` (row b)
-- ``bridge``: ``python -m bridge serve`` with production settings (rows c and d)
-
-Everything binds to 127.0.0.1 on free ports; every process is registered with
-:class:`~bench.procs.Processes`, so it is stopped however the bench ends.
+``ceiling``: :mod:`bench.bare_server` (row a); ``naive``: :mod:`bench.naive_server` (row b);
+``bridge``: ``python -m bridge serve`` with production settings (rows c and d). Everything binds
+to 127.0.0.1 on free ports and is registered with :class:`~bench.procs.Processes`.
 """
 
 from __future__ import annotations
@@ -25,16 +22,8 @@ from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from bench.procs import (
-    Processes,
-    Tree,
-    cpu_affinity,
-    listening_sockets,
-    system_busy_s,
-    uses_uvloop,
-    wait_for,
-)
-from bridge.config import VARIABLES, Settings
+from bench.procs import Processes, Tree, cpu_affinity, listening_sockets, system_busy_s, uses_uvloop, wait_for
+from bridge.config import Settings
 from devtools.broker import Broker, free_port, provision, start_broker
 
 #: Seconds a server may take to listen and answer ready.
@@ -55,11 +44,6 @@ BRIDGE_SETTINGS = {
 }
 
 
-def bridge_knows_workers() -> bool:
-    """True if this bridge reads ``BRIDGE_WORKERS`` (several processes on one port)."""
-    return "BRIDGE_WORKERS" in VARIABLES
-
-
 def http_get(url: str, timeout_s: float = 2.0) -> tuple[int, bytes]:
     """Status and body of a GET on a new connection (so SO_REUSEPORT may pick any worker)."""
     try:
@@ -71,77 +55,45 @@ def http_get(url: str, timeout_s: float = 2.0) -> tuple[int, bytes]:
         return 0, b""
 
 
-class NotAvailableError(RuntimeError):
-    """The server cannot run as asked (e.g. the bridge does not know ``BRIDGE_WORKERS`` yet)."""
-
-
 @dataclass
 class Server:
-    """A running server of one kind, with its process tree."""
+    """A running server of one kind, with its process tree and its URLs."""
 
     kind: str
     workers: int
     port: int
     tree: Tree
     token: str
-    #: The bridge's probes-and-metrics listener (BRIDGE_OPS_PORT), when it has one.
+    #: The bridge's probes-and-metrics listener (BRIDGE_OPS_PORT).
     ops_port: int | None = None
 
-    @property
-    def base_url(self) -> str:
-        """``http://127.0.0.1:PORT``."""
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def ops_url(self) -> str | None:
-        """``http://127.0.0.1:OPS_PORT``, or None without an ops listener."""
-        return None if self.ops_port is None else f"http://127.0.0.1:{self.ops_port}"
-
-    @property
-    def events_url(self) -> str:
-        """Where events are posted: the bridge's URL shape, token in the path as Altinn sends it."""
-        return f"{self.base_url}/api/v1/events/{self.token}"
+    def __post_init__(self) -> None:
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        self.ops_url = f"http://127.0.0.1:{self.ops_port}" if self.ops_port else None
+        #: The bridge's URL shape, the token in the path as Altinn sends it.
+        self.events_url = f"{self.base_url}/api/v1/events/{self.token}"
 
     def counts(self) -> Counter[str]:
-        """The bridge's own counts from ``/metrics``: ``events.<outcome>``, ``status.<code>``, ...
+        """The bridge's counts from ``/metrics``: ``events.<outcome>``, ``status.<code>``, ``dedupe_entries``.
 
         Empty for the comparison servers, which have no metrics.
         """
         counts: Counter[str] = Counter()
-        if self.kind != "bridge":
-            return counts
-        status, body = http_get(self.base_url + "/metrics", timeout_s=10.0)
+        status, body = http_get(self.base_url + "/metrics", 10.0) if self.kind == "bridge" else (0, b"")
         if status != _HTTP_OK:
             return counts
         for family in text_string_to_metric_families(body.decode()):
             for sample in family.samples:
+                labels = sample.labels
                 if sample.name == "altinn_bridge_events_total":
-                    counts["events." + sample.labels["outcome"]] += int(sample.value)
-                elif sample.name == "altinn_bridge_request_duration_seconds_count" and sample.labels.get(
+                    counts["events." + labels["outcome"]] += int(sample.value)
+                elif sample.name == "altinn_bridge_request_duration_seconds_count" and labels.get(
                     "route", ""
                 ).startswith("/api/v1/events"):
-                    counts["status." + sample.labels["status"]] += int(sample.value)
+                    counts["status." + labels["status"]] += int(sample.value)
                 elif sample.name == "altinn_bridge_dedupe_entries":
                     counts["dedupe_entries"] = max(counts["dedupe_entries"], int(sample.value))
         return counts
-
-
-@dataclass(frozen=True)
-class Snapshot:
-    """CPU seconds at one moment (see :meth:`Running.cpu`)."""
-
-    at: float
-    server: float
-    broker: float
-    machine: float
-
-    def since(self, earlier: Snapshot, load_cpu_s: float) -> Usage:
-        """What was used between ``earlier`` and this, given the load generator's CPU seconds."""
-        wall = self.at - earlier.at
-        server, broker = self.server - earlier.server, self.broker - earlier.broker
-        # Everything else that ran meanwhile: other processes on the machine, the bench itself.
-        other = max(0.0, self.machine - earlier.machine - server - broker - load_cpu_s)
-        return Usage(wall, server, broker, load_cpu_s, other)
 
 
 @dataclass(frozen=True)
@@ -161,11 +113,31 @@ class Usage:
     def as_json(self) -> dict[str, float]:
         """Cores used by each, for the JSON file."""
         return {
-            "server_cores": round(self.cores(self.server_s), 2),
-            "broker_cores": round(self.cores(self.broker_s), 2),
-            "loadgen_cores": round(self.cores(self.load_s), 2),
-            "other_cores": round(self.cores(self.other_s), 2),
+            f"{who}_cores": round(self.cores(cpu_s), 2)
+            for who, cpu_s in (
+                ("server", self.server_s),
+                ("broker", self.broker_s),
+                ("loadgen", self.load_s),
+                ("other", self.other_s),
+            )
         }
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """CPU seconds at one moment (see :meth:`Running.cpu`)."""
+
+    at: float
+    server: float
+    broker: float
+    machine: float
+
+    def since(self, earlier: Snapshot, load_cpu_s: float) -> Usage:
+        """What was used between ``earlier`` and this, given the load generator's CPU seconds."""
+        server, broker = self.server - earlier.server, self.broker - earlier.broker
+        # Everything else that ran meanwhile: other processes on the machine, the bench itself.
+        other = max(0.0, self.machine - earlier.machine - server - broker - load_cpu_s)
+        return Usage(self.at - earlier.at, server, broker, load_cpu_s, other)
 
 
 @dataclass
@@ -175,16 +147,11 @@ class Running:
     server: Server
     broker: Tree | None
     load_cpus: set[int] | None
-    server_cpus: set[int] | None
 
     def cpu(self) -> Snapshot:
         """Time and CPU seconds so far of the server, the broker and the whole machine."""
-        return Snapshot(
-            time.monotonic(),
-            self.server.tree.cpu_s(),
-            self.broker.cpu_s() if self.broker else 0.0,
-            system_busy_s(),
-        )
+        broker = self.broker.cpu_s() if self.broker else 0.0
+        return Snapshot(time.monotonic(), self.server.tree.cpu_s(), broker, system_busy_s())
 
 
 class Servers:
@@ -212,25 +179,20 @@ class Servers:
         broker: Broker | None = None
         try:
             if kind != "ceiling":
-                broker = self._broker(load_cpus)
+                with cpu_affinity(load_cpus):  # the broker's threads inherit the CPUs it starts on
+                    broker = start_broker(self.log_dir)
+                self._procs.on_exit(broker.stop)
             server = self._start(name, kind, workers, broker, server_cpus)
             try:
-                broker_tree = None
+                tree = None
                 if broker is not None and broker.process is not None:
-                    broker_tree = Tree("tansu", broker.process, broker.log_path)
-                yield Running(server, broker_tree, load_cpus, server_cpus)
+                    tree = Tree("tansu", broker.process, broker.log_path)
+                yield Running(server, tree, load_cpus)
             finally:
                 self._procs.stop(server.tree)
         finally:
             if broker is not None:
                 broker.stop()
-
-    def _broker(self, cpus: set[int] | None) -> Broker:
-        # The broker's threads inherit the CPUs it is started on.
-        with cpu_affinity(cpus):
-            broker = start_broker(self.log_dir)
-        self._procs.on_exit(broker.stop)
-        return broker
 
     def _start(
         self, name: str, kind: str, workers: int, broker: Broker | None, cpus: set[int] | None
@@ -239,18 +201,16 @@ class Servers:
         ops_port = None
         env = {k: v for k, v in os.environ.items() if not k.startswith(("BRIDGE_", "KAFKA_", "PROMETHEUS_"))}
         if kind == "bridge":
-            # As deployed (deploy/kubernetes): probes and scrapes on their own listener.
-            if "BRIDGE_OPS_PORT" in VARIABLES:
-                ops_port = free_port()
-                env["BRIDGE_OPS_PORT"] = str(ops_port)
-                env["BRIDGE_OPS_HOST"] = "127.0.0.1"
-            if workers > 1 and not bridge_knows_workers():
-                raise NotAvailableError("this bridge has no BRIDGE_WORKERS setting yet")
             assert broker is not None  # noqa: S101 - the scenario starts one for the bridge
+            ops_port = (
+                free_port()
+            )  # as deployed (deploy/kubernetes): probes and scrapes on their own listener
             env |= {
                 "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap,
                 "BRIDGE_HTTP_HOST": "127.0.0.1",
                 "BRIDGE_HTTP_PORT": str(port),
+                "BRIDGE_OPS_HOST": "127.0.0.1",
+                "BRIDGE_OPS_PORT": str(ops_port),
                 "BRIDGE_AUTH_TOKENS": self.token,
                 "BRIDGE_WORKERS": str(workers),
                 **BRIDGE_SETTINGS,
@@ -279,7 +239,7 @@ class Servers:
         return server
 
     def _wait_ready(self, server: Server) -> None:
-        tree = server.tree
+        tree, in_a_row = server.tree, [0]
 
         def listening() -> bool:
             if not tree.alive():
@@ -287,21 +247,10 @@ class Servers:
                 raise RuntimeError(f"{server.kind} exited ({tree.process.returncode}):\n{tail}")
             return listening_sockets(server.port) >= server.workers
 
-        try:
-            wait_for(listening, START_TIMEOUT_S, f"{server.kind} listening with {server.workers} worker(s)")
-        except RuntimeError:
-            if server.workers > 1 and listening_sockets(server.port) == 1:
-                raise NotAvailableError(
-                    f"asked for {server.workers} workers, one process listens: "
-                    "this bridge ignores BRIDGE_WORKERS"
-                ) from None
-            raise
-        path = "/readyz" if server.kind == "bridge" else "/healthz"
-        in_a_row = [0]
-
         def ready() -> bool:
-            status, _ = http_get(server.base_url + path)
+            status, _ = http_get(server.base_url + ("/readyz" if server.kind == "bridge" else "/healthz"))
             in_a_row[0] = in_a_row[0] + 1 if status == _HTTP_OK else 0
             return in_a_row[0] >= READY_IN_A_ROW
 
+        wait_for(listening, START_TIMEOUT_S, f"{server.kind} listening with {server.workers} worker(s)")
         wait_for(ready, START_TIMEOUT_S, f"{server.kind} ready", interval_s=0.05)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.faults.load import REPORTED
+from tests.faults.accounting import REPORTED
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

@@ -20,7 +20,8 @@ from collections import Counter
 import orjson
 import pytest
 
-from tests.faults.load import ERROR, Load, report
+from bench.load import ERROR
+from tests.faults.accounting import event_load, report, resend_all
 from tests.support.waiting import wait_for_status
 
 pytestmark = pytest.mark.faults
@@ -37,7 +38,7 @@ async def test_bridge_sigkill_restart_and_resend_everything(own_broker, start_br
     await wait_for_status(http, first.url + "/readyz", 200)
     process = first.process
     assert process is not None
-    load = Load(first.url, timeout_s=5.0)
+    load = event_load(first.url, timeout_s=5.0)
 
     async def kill() -> float:
         await asyncio.sleep(PAUSE_AT_S)
@@ -52,14 +53,13 @@ async def test_bridge_sigkill_restart_and_resend_everything(own_broker, start_br
             own_broker.resume()
         return killed
 
-    async with load.session() as client:
-        killed, _ = await asyncio.gather(kill(), load.open_loop(client, RATE, DURATION_S))
-    first_pass = load.statuses()
+    killed, _ = await asyncio.gather(kill(), load.open_loop(RATE, DURATION_S))
+    first_pass = Counter(r.status for r in load.results)
     cut_off = sum(1 for r in load.results if r.status == ERROR and r.started_s < killed)
 
     second = start_bridge(own_broker.bootstrap)
     await wait_for_status(http, second.url + "/readyz", 200, timeout_s=30)
-    resent = await load.resend_all(second.url)
+    resent = await resend_all(load, second.url)
     load.results.extend(resent)
     outcomes = Counter(r.answer for r in resent)
     assert second.terminate() == 0

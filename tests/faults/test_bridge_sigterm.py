@@ -16,7 +16,8 @@ import signal
 
 import pytest
 
-from tests.faults.load import ERROR, Load, report
+from bench.load import ERROR
+from tests.faults.accounting import event_load, report, with_status
 from tests.support.waiting import wait_for_status
 
 pytestmark = pytest.mark.faults
@@ -37,7 +38,7 @@ async def test_bridge_sigterm_mid_load(kafka_bootstrap, start_bridge, http):
     await wait_for_status(http, bridge.url + "/readyz", 200)
     process = bridge.process
     assert process is not None
-    load = Load(bridge.url, timeout_s=GRACE_S + 5)
+    load = event_load(bridge.url, timeout_s=GRACE_S + 5)
     stop = asyncio.Event()
 
     async def terminate() -> tuple[float, float, int]:
@@ -52,14 +53,13 @@ async def test_bridge_sigterm_mid_load(kafka_bootstrap, start_bridge, http):
             stop.set()
         return signalled, exited, code
 
-    async with load.session() as client:
-        (signalled, exited, code), _ = await asyncio.gather(
-            terminate(), load.open_loop(client, RATE, SIGTERM_AT_S + GRACE_S + 5, stop)
-        )
+    (signalled, exited, code), _ = await asyncio.gather(
+        terminate(), load.open_loop(RATE, SIGTERM_AT_S + GRACE_S + 5, stop=stop)
+    )
 
     before = [r for r in load.results if r.started_s < signalled]
-    refused = load.with_status(503)
-    errors = load.with_status(ERROR)
+    refused = with_status(load, 503)
+    errors = with_status(load, ERROR)
     first_error = min((r.started_s for r in errors), default=signalled)
     summary = report(
         load,
@@ -72,7 +72,7 @@ async def test_bridge_sigterm_mid_load(kafka_bootstrap, start_bridge, http):
 
     assert code == 0
     assert exited - signalled <= GRACE_S + 1
-    assert set(load.statuses()) <= {200, 503, ERROR}, load.statuses()
+    assert set(load.statuses) <= {200, 503, ERROR}, load.statuses
     assert [r for r in before if r.status == ERROR] == [], "a request in flight at SIGTERM was not answered"
     assert refused, "nothing was answered 503 during the drain"
     assert {r.answer for r in refused} == {SHUTTING_DOWN}

@@ -17,7 +17,8 @@ from collections import Counter
 
 import pytest
 
-from tests.faults.load import ERROR, Load, report
+from bench.load import ERROR
+from tests.faults.accounting import event_load, report, resend_all, with_status
 from tests.support.waiting import wait_for_status
 
 pytestmark = pytest.mark.faults
@@ -40,7 +41,7 @@ async def test_broker_sigkill_mid_load_then_restart(durable_broker, start_bridge
         BRIDGE_READY_CHECK_INTERVAL_S="0.5",
     )
     await wait_for_status(http, bridge.url + "/readyz", 200)
-    load = Load(bridge.url, timeout_s=10.0)
+    load = event_load(bridge.url, timeout_s=10.0)
 
     async def outage() -> tuple[float, float, float]:
         await asyncio.sleep(KILL_AT_S)
@@ -51,11 +52,10 @@ async def test_broker_sigkill_mid_load_then_restart(durable_broker, start_bridge
         await asyncio.to_thread(durable_broker.start)  # same port, same S3 storage
         return killed, restarting, load.now()
 
-    async with load.session() as client:
-        (killed, restarting, up), _ = await asyncio.gather(outage(), load.open_loop(client, RATE, DURATION_S))
+    (killed, restarting, up), _ = await asyncio.gather(outage(), load.open_loop(RATE, DURATION_S))
     assert up < DURATION_S - RECOVERED_FOR_S, f"harness: the broker took until {up:.1f} s to come back"
 
-    refused = load.with_status(503)
+    refused = with_status(load, 503)
     # Started after the kill, and timed out before the restart began: nothing could ack them.
     in_outage = [r for r in load.results if killed <= r.started_s <= restarting - PUBLISH_TIMEOUT_S - 0.5]
     recovered = [r for r in load.results if r.started_s >= DURATION_S - RECOVERED_FOR_S]
@@ -68,8 +68,8 @@ async def test_broker_sigkill_mid_load_then_restart(durable_broker, start_bridge
         scenario="broker-sigkill",
     )
 
-    assert set(load.statuses()) <= {200, 503}, f"hangs or other answers: {load.statuses()}"
-    assert load.with_status(ERROR) == []
+    assert set(load.statuses) <= {200, 503}, f"hangs or other answers: {load.statuses}"
+    assert with_status(load, ERROR) == []
     assert in_outage, "harness: no request started while the broker was down"
     assert {r.status for r in in_outage} == {503}, [(r.started_s, r.status) for r in in_outage]
     assert {r.answer for r in refused} <= {"urn:altinn-kafka-bridge:problem:kafka-unavailable"}
@@ -85,7 +85,7 @@ async def test_broker_sigkill_mid_load_then_restart(durable_broker, start_bridge
     # that timed out but landed anyway were committed when Kafka acknowledged them late, so
     # their retries are duplicates, not second copies.
     await asyncio.sleep(PUBLISH_TIMEOUT_S * 2)  # the producer settles what it still held
-    resent = await load.resend_all(bridge.url)
+    resent = await resend_all(load, bridge.url)
     load.results.extend(resent)
     async with http.get(bridge.url + "/metrics") as response:
         exposition = await response.text()
