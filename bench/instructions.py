@@ -132,6 +132,8 @@ async def _run(case: str, count: int) -> None:
                 await asyncio.gather(*(_post(port, bodies[i::lanes], content_type) for i in range(lanes)))
         finally:
             await runner.cleanup()
+        if os.environ.get("BENCH_STUB_STATS"):
+            print(f"{case}: {kafka.records} records in {kafka.requests} produce requests", file=sys.stderr)  # noqa: T201
         if case != "bare" and kafka.records < count:
             raise RuntimeError(f"{kafka.records} records reached the stub, expected {count} or more")
 

@@ -58,6 +58,8 @@ class KafkaStub:
     def __init__(self, partitions: int = 1) -> None:
         self.partitions = partitions
         self.records = 0
+        #: Produce requests answered: records / requests is the mean batching.
+        self.requests = 0
         self._next: defaultdict[tuple[str, int], int] = defaultdict(int)
         self._server: asyncio.Server | None = None
         self.bootstrap = ""
@@ -106,6 +108,7 @@ class KafkaStub:
         return b"".join(out)
 
     def _produce(self, request: _Reader) -> bytes:
+        self.requests += 1
         request.string()  # transactional id
         request.take(">h")  # acks
         request.take(">i")  # timeout

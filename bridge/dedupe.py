@@ -23,11 +23,15 @@ import itertools
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from typing import Final, NamedTuple
 
 import orjson
 
+from bridge.window import Window
+
+#: Header of a dedupe state record naming the process that wrote it (random per start), so that a
+#: follower skips its own records instead of decoding what its window has already.
+ORIGIN_HEADER: Final = "origin"
 #: No entry in the pending table (None there means reserved, its record not yet appended).
 _FREE: Final = object()
 #: Keys of deliveries that failed, remembered only to count sender retries.
@@ -102,10 +106,6 @@ def unrecorded_ranges(offsets: Iterable[int]) -> list[tuple[int, int | None]]:
     return ranges
 
 
-#: A window entry: :class:`Seen`'s fields (at, topic, partition, offset).
-_Entry = tuple[float, str, int, int]
-
-
 class Claimed(NamedTuple):
     """What :meth:`Dedupe.claim` decided.
 
@@ -122,14 +122,6 @@ class Claimed(NamedTuple):
     previous: str | None = None
 
 
-@dataclass(slots=True)
-class Evictions:
-    """Entries dropped from the window since the last :meth:`Dedupe.take_evictions`."""
-
-    expired: int = 0
-    full: int = 0
-
-
 class Dedupe:
     """The window of published keys plus the reservations of keys in flight."""
 
@@ -137,25 +129,21 @@ class Dedupe:
         self.window_s = window_s
         self.max_entries = max_entries
         self._clock = clock
-        #: Published keys, oldest first. Values are plain tuples of :class:`Seen`'s fields, not
-        #: ``Seen`` objects: a tuple of atomic values drops out of the cyclic garbage collector's
-        #: tracking, so a window of 500,000 keys does not lengthen every full collection (measured:
-        #: p99 grew with the window; docs/performance.md).
-        self._seen: OrderedDict[bytes, _Entry] = OrderedDict()
+        #: Published keys, oldest first, in flat arrays (:mod:`bridge.window`): ~71 bytes per key
+        #: and no Python object per key, so a full window neither costs ~375 bytes of RSS per key
+        #: (the OrderedDict it replaced) nor lengthens the garbage collector's full passes.
+        self._window = Window(max_entries, window_s, clock)
         #: Keys in flight: what their owner holds (None until it appended its record).
         self._pending: dict[bytes, object | None] = {}
         self._failed: OrderedDict[bytes, None] = OrderedDict()
-        self._evictions = Evictions()
 
     def __len__(self) -> int:
-        return len(self._seen)
+        return len(self._window)
 
     def lookup(self, key: bytes) -> Seen | None:
         """The published entry for ``key`` if it is within the window."""
-        entry = self._seen.get(key)
-        if entry is None or entry[0] < self._clock() - self.window_s:
-            return None
-        return Seen(*entry)
+        entry = self._window.get(key, self._clock())
+        return None if entry is None else Seen(*entry)
 
     def claim(self, key: bytes, topic: str | None = None) -> Claimed:
         """Decide what a delivery of ``key`` does; reserves the key for a first delivery.
@@ -197,39 +185,19 @@ class Dedupe:
         """Add a published key (ours, or learnt from the state topic), newest last.
 
         A key already in the window keeps its first entry, unless ``replace`` (our new
-        publish of it, to another topic) or the entry is a later publish to another topic
-        (another process redrove it).
+        publish of it) or the entry is a later publish to another topic (another process
+        redrove it). Entries past the window or beyond ``max_entries`` are evicted, oldest
+        first, and counted (:meth:`take_evictions`).
         """
-        horizon = self._clock() - self.window_s
-        if seen.at < horizon:
+        now = self._clock()
+        if seen.at < now - self.window_s:
             return
-        known = self._seen.get(key)
-        if (
-            known is not None
-            and known[0] >= horizon
-            and not replace
-            and (known[1] == seen.topic or seen.at < known[0])
-        ):
-            return
-        self._seen[key] = (seen.at, seen.topic, seen.partition, seen.offset)
-        self._seen.move_to_end(key)  # an expired entry it replaces sat further to the front
-        self._expire()
-        while len(self._seen) > self.max_entries:
-            self._seen.popitem(last=False)
-            self._evictions.full += 1
+        if not replace:
+            known = self._window.get(key, now)
+            if known is not None and (known[1] == seen.topic or seen.at < known[0]):
+                return
+        self._window.put(key, seen.at, seen.topic, seen.partition, seen.offset, now=now)
 
-    def _expire(self) -> None:
-        # Insertion order is close to time order, so expired entries sit at the front;
-        # one that is out of order is still ignored by lookup() and evicted in turn.
-        horizon = self._clock() - self.window_s
-        while self._seen:
-            oldest = next(iter(self._seen.values()))
-            if oldest[0] >= horizon:
-                break
-            self._seen.popitem(last=False)
-            self._evictions.expired += 1
-
-    def take_evictions(self) -> Evictions:
-        """Evictions since the last call (for counting in metrics)."""
-        taken, self._evictions = self._evictions, Evictions()
-        return taken
+    def take_evictions(self) -> tuple[int, int]:
+        """Entries expired and evicted because the window was full since the last call (for metrics)."""
+        return self._window.take_evictions()

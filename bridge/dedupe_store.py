@@ -33,7 +33,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError
 
 from bridge.config import Settings
-from bridge.dedupe import Dedupe, Seen, dedupe_key, unrecorded_ranges
+from bridge.dedupe import ORIGIN_HEADER, Dedupe, Seen, dedupe_key, unrecorded_ranges
 from bridge.kafka_security import client_options
 from bridge.logs import get_logger
 from bridge.metrics import Metrics
@@ -71,6 +71,10 @@ class Window(Protocol):
     @property
     def dedupe(self) -> Dedupe | None:
         """The window (None when dedupe is off)."""
+
+    @property
+    def origin(self) -> bytes:
+        """The value of this process's state records' ``origin`` header."""
 
     def remember(self, key: bytes, seen: Seen) -> None:
         """Take a key published elsewhere (another replica, an earlier run)."""
@@ -183,9 +187,12 @@ class DedupeFollower:
         """
         remembered = 0
         horizon = time.time() - self._settings.dedupe.window_s
+        own = (ORIGIN_HEADER, self._pipeline.origin)
         for record in records:
             if record.value is None or record.key is None:
                 continue  # a tombstone: compaction's deletion marker
+            if not loading and record.headers and record.headers[0] == own:
+                continue  # this process's own record: the window has it already
             try:
                 seen = Seen.decode(record.value)
                 key = bytes.fromhex(record.key.decode())

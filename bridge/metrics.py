@@ -92,7 +92,8 @@ class Metrics:
         )
         self.publish_seconds = Histogram(
             "altinn_bridge_publish_duration_seconds",
-            "Time from handing a record to the producer to its acks=all acknowledgement.",
+            "Time from a Kafka batch's first record joining it to the batch's acks=all acknowledgement "
+            "(one observation per batch: its first record waited longest).",
             ["result"],
             buckets=_LATENCY_BUCKETS,
             registry=registry,

@@ -8,6 +8,7 @@ raised. Every event is counted once in the events metric, whatever happens.
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -17,7 +18,7 @@ from typing import Any
 import orjson
 
 from bridge.config import DedupeMode, InvalidEventPolicy, Settings
-from bridge.dedupe import Dedupe, Seen, dedupe_key
+from bridge.dedupe import ORIGIN_HEADER, Dedupe, Seen, dedupe_key
 from bridge.errors import (
     BridgeError,
     DedupeNotReady,
@@ -145,7 +146,16 @@ class Pipeline:
         self._publish_ok = metrics.publish_seconds.labels("ok")
         self._publish_error = metrics.publish_seconds.labels("error")
         self._redeliveries = {p: metrics.redeliveries.labels(p) for p in ("published", "in_flight", "failed")}
-        self._last_event: dict[str, Any] = {}
+        #: Per type label: the gauge child and when it was last set (set at most once a second).
+        self._last_event: dict[str, tuple[Any, float]] = {}
+        #: When the dedupe-entries gauge was last set (at most once a second, and on evictions); one
+        #: process reads the window's size when scraped instead (the gauge cannot be a function in
+        #: prometheus-client's multiprocess mode, where each worker writes its own value).
+        self._entries_at = 0.0 if settings.process.metrics_dir else float("inf")
+        if self.dedupe is not None and not settings.process.metrics_dir:
+            metrics.dedupe_entries.set_function(self.dedupe.__len__)
+        #: Marks this process's state records, which its own follower need not read back.
+        self.origin = os.urandom(8).hex().encode()
 
     # -- one body -------------------------------------------------------------------------
 
@@ -217,7 +227,8 @@ class Pipeline:
             raise self._not_acknowledged(ticket, exc) from exc  # type: ignore[arg-type]
         self._admission.leave_publish()
         now = time.time()
-        self._publish_ok.observe(time.perf_counter() - ticket.started)
+        if ticket.index == 0:  # one observation per Kafka batch: its first record waited longest
+            self._publish_ok.observe(time.perf_counter() - ticket.started)
         delivery = delivery_at(ticket.first.result(), ticket.index)
         if ticket.invalid is not None:
             self._count("dead_lettered", "other")
@@ -242,9 +253,10 @@ class Pipeline:
         label = ticket.label
         self._count("published", label)
         last = self._last_event.get(label)
-        if last is None:
-            last = self._last_event[label] = self._metrics.last_event.labels(label)
-        last.set(now)
+        if last is None or now - last[1] >= 1.0:
+            child = last[0] if last is not None else self._metrics.last_event.labels(label)
+            child.set(now)
+            self._last_event[label] = (child, now)
         return Outcome("published", event_id=ticket.event_id, event_type=ticket.event_type, delivery=delivery)
 
     def _abandon(self, ticket: Ticket) -> None:
@@ -393,7 +405,8 @@ class Pipeline:
     def _not_acknowledged(self, ticket: Ticket, exc: PublishError) -> KafkaUnavailable:
         """Kafka did not take the ticket's record: count it, settle its key, the 503 to raise."""
         self._admission.leave_publish()
-        self._publish_error.observe(time.perf_counter() - ticket.started)
+        if ticket.index == 0:
+            self._publish_error.observe(time.perf_counter() - ticket.started)
         self._metrics.producer_errors.labels(exc.kind).inc()
         unavailable = KafkaUnavailable(exc.detail, retry_after_s=RETRY_AFTER_S, event_id=ticket.event_id)
         unavailable.late = exc.late
@@ -462,7 +475,11 @@ class Pipeline:
         if self._state_topic is None:
             return
         written, _ = self._publisher.append(
-            self._state_topic, key.hex().encode(), seen.encode(event_id), [], spread=key[0]
+            self._state_topic,
+            key.hex().encode(),
+            seen.encode(event_id),
+            [(ORIGIN_HEADER, self.origin)],
+            spread=key[0],
         )
         count = self._background.get(written)
         if count is None:
@@ -489,12 +506,16 @@ class Pipeline:
             self._count_evictions(self.dedupe)
 
     def _count_evictions(self, dedupe: Dedupe) -> None:
-        evictions = dedupe.take_evictions()
-        if evictions.expired:
-            self._metrics.dedupe_evictions.labels("expired").inc(evictions.expired)
-        if evictions.full:
-            self._metrics.dedupe_evictions.labels("full").inc(evictions.full)
-        self._metrics.dedupe_entries.set(len(dedupe))
+        """Move the eviction counters when entries were dropped; the entries gauge at most once a second."""
+        expired, full = dedupe.take_evictions()
+        if expired:
+            self._metrics.dedupe_evictions.labels("expired").inc(expired)
+        if full:
+            self._metrics.dedupe_evictions.labels("full").inc(full)
+        now = time.monotonic()
+        if now - self._entries_at >= 1.0 or ((expired or full) and self._entries_at != float("inf")):
+            self._entries_at = now
+            self._metrics.dedupe_entries.set(len(dedupe))
 
     def _invalid(self, body: bytes, content_type: str, received_at: float, exc: InvalidEvent) -> Ticket:
         if self._policy is InvalidEventPolicy.REJECT:
