@@ -95,3 +95,50 @@ async def test_keyless_and_oversized_records_are_published(kafka_bootstrap):
         await publisher.stop()
     landed = {(r["partition"], r["offset"]): r["value"] for r in read_topics(kafka_bootstrap, [topic])}
     assert [landed[d.partition, d.offset] for d in deliveries] == [b"no key", big, b"after the big one"]
+
+
+async def test_records_appended_in_one_pass_share_their_batch_future_and_land_in_order(kafka_bootstrap):
+    topic = f"publisher-{uuid.uuid4().hex[:8]}"
+    await create_topics(kafka_bootstrap, [topic], partitions=1)
+    publisher = _publisher(kafka_bootstrap)
+    await publisher.start()
+    try:
+        await publisher.publish(topic, b"warm-up", b"0", [])  # the partition lookup happens once, here
+        slots = [publisher.append(topic, b"k", f"v{i}".encode(), []) for i in range(5)]
+        futures = {id(future) for future, _ in slots}
+        first = await slots[0][0]
+    finally:
+        await publisher.stop()
+
+    assert len(futures) == 1, "one future for the whole Kafka batch, not one per record"
+    assert [index for _, index in slots] == [0, 1, 2, 3, 4]
+    landed = {r["offset"]: r["value"] for r in read_topics(kafka_bootstrap, [topic])}
+    assert [landed[first.offset + i] for i in range(5)] == [f"v{i}".encode() for i in range(5)]
+
+
+async def test_a_cancelled_caller_does_not_cancel_the_batch_for_the_others(kafka_bootstrap):
+    topic = f"publisher-{uuid.uuid4().hex[:8]}"
+    await create_topics(kafka_bootstrap, [topic], partitions=1)
+    publisher = _publisher(kafka_bootstrap)
+    await publisher.start()
+    try:
+        await publisher.publish(topic, b"warm-up", b"0", [])
+        (future, _), (same, second) = (publisher.append(topic, b"k", v, []) for v in (b"a", b"b"))
+
+        async def wait(f: asyncio.Future[Delivery]) -> Delivery:
+            return await f
+
+        cancelled = asyncio.ensure_future(wait(future))
+        other = asyncio.ensure_future(wait(same))
+        await asyncio.sleep(0)  # both wait on the batch now
+        cancelled.cancel()
+        delivery = await other
+    finally:
+        await publisher.stop()
+
+    assert same is future
+    assert not future.cancelled()
+    with pytest.raises(asyncio.CancelledError):
+        await cancelled  # the cancelled waiter ends once the batch is answered
+    landed = {r["offset"]: r["value"] for r in read_topics(kafka_bootstrap, [topic])}
+    assert landed[delivery.offset + second] == b"b"
