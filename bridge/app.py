@@ -52,7 +52,12 @@ def create_app(
     publisher = publisher if publisher is not None else KafkaPublisher(settings.kafka)
     metrics = Metrics(registry if registry is not None else CollectorRegistry())
     lifecycle = Lifecycle(needs_dedupe_window=settings.dedupe.mode is DedupeMode.KAFKA)
-    admission = Admission(lifecycle, settings.http.max_in_flight, metrics.in_flight)
+    # One process: the in-flight gauge reads the count when scraped (no write per request);
+    # several workers each write theirs (a gauge cannot be a function in multiprocess mode).
+    multiprocess = settings.process.metrics_dir is not None
+    admission = Admission(lifecycle, settings.http.max_in_flight, metrics.in_flight if multiprocess else None)
+    if not multiprocess:
+        metrics.in_flight.set_function(lambda: admission.requests)
     pipeline = Pipeline(settings, publisher, metrics, lifecycle, admission)
     bridge = Bridge(
         settings=settings,

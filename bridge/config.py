@@ -251,8 +251,9 @@ class DedupeSettings:
         "BRIDGE_DEDUPE_MAX_ENTRIES",
         int_range(1, 100_000_000),
         "500000",
-        "Most keys remembered; the oldest is evicted (and counted) beyond it. About 250 bytes "
-        "of memory each (`python -m devtools.dedupe_memory`), so ~120 MiB when the default is full.",
+        "Most keys remembered; the oldest is evicted (and counted) beyond it. 71 bytes each, "
+        "reserved at start-up and taken as the window fills (`python -m devtools.dedupe_memory --rss`), "
+        "so 34 MiB when the default is full.",
     )
 
 

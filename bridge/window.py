@@ -4,13 +4,22 @@ What :class:`bridge.dedupe.Dedupe` remembers about each published event — its
 16-byte key and where it went (``at``, ``topic``, ``partition``, ``offset``) —
 for up to ``max_entries`` keys and ``window_s`` seconds. An ``OrderedDict`` of
 bytes keys and tuples costs ~285 bytes of RSS per key when first filled and
-~360 once keys have passed through it; this costs 71, allocated at construction
-(34 MiB for 500,000 keys), and it holds no Python object per key, so the garbage
-collector never walks it (``python -m devtools.dedupe_memory --rss``).
+~360 once keys have passed through it; this reserves 71 and holds no Python
+object per key, so the garbage collector never walks it
+(``python -m devtools.dedupe_memory --rss``).
 
-Two parts, both arrays allocated (and zeroed) once at construction, so the
-window's memory is all there at start-up and stays flat however many keys
-pass through it:
+The arrays live in one anonymous private ``mmap`` reserved at construction
+(:attr:`Window.nbytes`, 34 MiB for 500,000 keys) and read through typed
+``memoryview`` casts. The kernel hands out its pages zeroed on first touch, so
+construction costs neither time nor memory whatever ``max_entries`` is: RSS
+grows as the window fills, up to ``nbytes`` once the ring has gone round once,
+and stays there however many keys pass through it (in 4 KiB pages: the mapping
+opts out of transparent huge pages, which would back 2 MiB of a sparse index per
+key). It is unmapped when the window is garbage-collected (tracemalloc does not
+see it; RSS does). A reservation the kernel refuses (beyond what it will
+overcommit) raises ``OSError`` at construction.
+
+Two parts, both laid out in that mapping (every part starts on a page):
 
 - The entries, in a ring in insertion order (oldest at ``head``): a 30-byte
   record (key, offset, partition, and a topic index into a small table of
@@ -20,8 +29,9 @@ pass through it:
   position behind until it reaches the oldest end.
 - The index: open addressing with linear probing over ``3 * max_entries + 1``
   slots (load factor at most 1/3), each a 30-bit fingerprint of the key (0 marks
-  an empty slot) and the key's ring position. Deleting a slot shifts the rest
-  of its cluster back (no tombstones), so the table never degrades.
+  an empty slot, so the zeroed pages are an empty index) and the key's ring
+  position. Deleting a slot shifts the rest of its cluster back (no tombstones),
+  so the table never degrades.
 
 Every operation is O(1): a probe (~1.3 slots per hit, ~1.6 per miss at this
 load), and per insert one eviction per expired or surplus entry.
@@ -29,8 +39,8 @@ load), and per insert one eviction per expired or surplus entry.
 
 from __future__ import annotations
 
+import mmap
 import time
-from array import array
 from collections.abc import Callable, Iterator
 from struct import Struct
 from typing import Final
@@ -120,14 +130,29 @@ class Window:
         self._clock = clock
         #: Index slots: a fingerprint and the ring position of the key.
         self.slots = slots = SLOTS_PER_ENTRY * max_entries + 1
-        self._fingerprint = array("I", [0]) * slots
-        self._entry = array("I", [0]) * slots
         # The ring: positions head, head + 1, … (mod _positions), _used of them, oldest first.
         self._positions = positions = max_entries + max_entries // SPARE_DIVISOR + 1
-        self._records = bytearray(_RECORD_SIZE * positions)
-        self._at = array("d", [0.0]) * positions
-        #: The index slot of each ring position's key; _DEAD if the position holds no entry.
-        self._slot = array("I", [_DEAD]) * positions
+        # One mapping, records first: the mmap object itself is the records' buffer (its
+        # slices are bytes, the cheapest key comparison), then the typed parts, each on a page.
+        parts = ((_RECORD_SIZE, positions), (8, positions), (4, slots), (4, slots), (4, positions))
+        starts = []
+        size = 0
+        for itemsize, count in parts:
+            starts.append(size)
+            size += -(-itemsize * count // mmap.PAGESIZE) * mmap.PAGESIZE
+        #: The mapping, zero-filled by the kernel on first touch; unmapped with the last view.
+        self._records = records = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE)
+        if hasattr(mmap, "MADV_NOHUGEPAGE"):  # Linux
+            # Where transparent huge pages are "always", one key would back 2 MiB of the index.
+            records.madvise(mmap.MADV_NOHUGEPAGE)
+        view = memoryview(records)
+        self._at = view[starts[1] : starts[2]].cast("d")
+        self._fingerprint = view[starts[2] : starts[3]].cast("I")
+        self._entry = view[starts[3] : starts[4]].cast("I")
+        #: The index slot of each ring position's key; _DEAD if its key was replaced. Only
+        #: positions in the ring are read, and each is written as it joins: those never used
+        #: are 0, those that left hold stale values.
+        self._slot = view[starts[4] :].cast("I")
         self._head = 0
         self._used = 0
         #: Live entries. Invariant: the head position is live unless the ring is empty.
@@ -145,9 +170,8 @@ class Window:
 
     @property
     def nbytes(self) -> int:
-        """Bytes held by the window's arrays (fixed at construction)."""
-        arrays = (self._fingerprint, self._entry, self._at, self._slot)
-        return len(self._records) + sum(a.itemsize * len(a) for a in arrays)
+        """Bytes reserved for the window's arrays at construction (fixed; RSS grows up to it)."""
+        return len(self._records)
 
     def home(self, key: bytes) -> int:
         """The index slot where the probe for ``key`` starts (for tests and diagnostics)."""

@@ -1,12 +1,16 @@
-"""What a dedupe window entry costs: the ``OrderedDict`` of :class:`bridge.dedupe.Dedupe` and the
-flat arrays of :class:`bridge.window.Window`, measured on the real classes.
+"""What a dedupe window entry costs: the ``OrderedDict`` :class:`bridge.dedupe.Dedupe` used to
+hold (:class:`OrderedDictWindow`, the same work) and the mmap-backed arrays of
+:class:`bridge.window.Window` it holds now (also measured through :class:`Dedupe`).
 
 ``python -m devtools.dedupe_memory [ENTRIES]``
-    Bytes per key traced by tracemalloc in a full window (default 200,000 keys).
+    Bytes per key in a full window (default 200,000 keys): traced by tracemalloc for the
+    ``OrderedDict``; for the ``Window``, the bytes it reserves (``nbytes``), since tracemalloc
+    cannot see mmap pages (what it does trace, the Python objects, is printed too).
 ``python -m devtools.dedupe_memory --rss [ENTRIES]``
-    Bytes of RSS per key (``/proc/self/statm``): each window is built and filled in a fresh
-    process, then as many keys again are put through it (it must not grow); also the time of
-    one full garbage collection with the window full. Default 500,000 keys, the default
+    Bytes of RSS per key (``/proc/self/statm``): each window is built in a fresh process (the
+    RSS right after construction), filled, then twice as many keys again are put through it in
+    two rounds (the ring goes round once: it must stop growing); also the time of one full
+    garbage collection with the window full. Default 500,000 keys, the default
     ``BRIDGE_DEDUPE_MAX_ENTRIES``.
 ``python -m devtools.dedupe_memory --speed [ENTRIES]``
     Microseconds per lookup (hit and miss) and per insert into a full window (which evicts
@@ -37,7 +41,7 @@ TOPICS = [f"altinn.correspondence.type{n}" for n in range(18)]
 WINDOW_S = 48 * 3600.0
 #: Offsets beyond the small-int cache, as in a long-lived topic.
 OFFSET = 10_000_000
-KINDS = ("dedupe", "window")
+KINDS = ("ordereddict", "dedupe", "window")
 _ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -49,27 +53,15 @@ def _keys(start: int, stop: int) -> Iterator[tuple[int, bytes]]:
     return ((n, _key(n)) for n in range(start, stop))
 
 
-def bytes_per_entry(entries: int) -> float:
-    """Traced bytes held by a full :class:`Dedupe` window of ``entries`` keys, per key.
+def traced_bytes_per_entry(window: OrderedDictWindow | Window, entries: int) -> float:
+    """Bytes tracemalloc sees held by ``window`` once ``entries`` keys are put in it, per key.
 
     Keys are made inside the traced span, as the request makes them: what the window keeps
-    of them counts, what it copies and lets go does not.
+    of them counts, what it copies and lets go does not. A :class:`Window`'s arrays are mmap
+    pages, which tracemalloc does not see: for it this is only the Python objects around them.
     """
     now = time.time()
     tracemalloc.start()
-    window = Dedupe(window_s=WINDOW_S, max_entries=entries)
-    for n, key in _keys(0, entries):
-        window.remember(key, Seen(now, TOPICS[n % len(TOPICS)], n % 3, OFFSET + n))
-    held, _ = tracemalloc.get_traced_memory()
-    tracemalloc.stop()
-    return held / entries
-
-
-def window_bytes_per_entry(entries: int) -> float:
-    """Traced bytes held by a full :class:`Window` of ``entries`` keys, per key (as above)."""
-    now = time.time()
-    tracemalloc.start()
-    window = Window(entries, WINDOW_S)
     for n, key in _keys(0, entries):
         window.put(key, now, TOPICS[n % len(TOPICS)], n % 3, OFFSET + n, now=now)
     held, _ = tracemalloc.get_traced_memory()
@@ -90,17 +82,17 @@ def rss_child(kind: str, entries: int) -> dict[str, float]:
     before = _resident()
     started = time.perf_counter()
     put: Callable[[int, bytes], object]
-    if kind == "window":
-        window = Window(entries, WINDOW_S)
-
-        def put(n: int, key: bytes) -> None:
-            window.put(key, now, TOPICS[n % len(TOPICS)], n % 3, OFFSET + n, now=now)
-
-    else:
+    if kind == "dedupe":
         dedupe = Dedupe(window_s=WINDOW_S, max_entries=entries)
 
         def put(n: int, key: bytes) -> None:
             dedupe.remember(key, Seen(now, TOPICS[n % len(TOPICS)], n % 3, OFFSET + n))
+
+    else:
+        window = Window(entries, WINDOW_S) if kind == "window" else OrderedDictWindow(entries, WINDOW_S)
+
+        def put(n: int, key: bytes) -> None:
+            window.put(key, now, TOPICS[n % len(TOPICS)], n % 3, OFFSET + n, now=now)
 
     construct_ms = (time.perf_counter() - started) * 1000
     constructed = _resident()
@@ -110,36 +102,44 @@ def rss_child(kind: str, entries: int) -> dict[str, float]:
     started = time.perf_counter()
     gc.collect()
     gc_ms = (time.perf_counter() - started) * 1000
-    for n, key in _keys(entries, 2 * entries):
-        put(n, key)
-    refilled = _resident()
+    rounds = []
+    for start in (entries, 2 * entries):
+        for n, key in _keys(start, start + entries):
+            put(n, key)
+        rounds.append(_resident() - before)
     return {
         "construct_ms": construct_ms,
+        # What the Window reserves, alone or inside Dedupe (a window of the same size).
+        "reserved": 0 if kind == "ordereddict" else Window(entries, WINDOW_S).nbytes,
         "constructed": constructed - before,
         "filled": filled - before,
-        "refilled": refilled - before,
+        "refilled": rounds[0],
+        "refilled_again": rounds[1],
         "gc_ms": gc_ms,
     }
 
 
 def rss(entries: int) -> None:
-    """Print RSS per key of both windows, each measured in a fresh process."""
+    """Print RSS per key of each kind of window, each measured in a fresh process."""
     print(f"RSS of a window of {entries} keys, each built in a fresh process (/proc/self/statm):")
     for kind in KINDS:
         child = [sys.executable, "-m", "devtools.dedupe_memory", "--rss-child", kind, str(entries)]
         result = json.loads(subprocess.run(child, check=True, capture_output=True, cwd=_ROOT).stdout)
         mib = 2**20
+        reserved = f" ({result['reserved'] / mib:.1f} MiB reserved)" if result["reserved"] else ""
         print(
-            f"  {kind:7} constructed in {result['construct_ms']:.0f} ms: "
-            f"+{result['constructed'] / mib:.1f} MiB; "
+            f"  {kind:11} constructed in {result['construct_ms']:.2f} ms: "
+            f"+{result['constructed'] / mib:.1f} MiB{reserved}; "
             f"full: +{result['filled'] / mib:.1f} MiB = {result['filled'] / entries:.0f} B/key; "
-            f"after {entries} more keys: +{result['refilled'] / mib:.1f} MiB; "
+            f"after {entries} more keys: +{result['refilled'] / mib:.1f} MiB, "
+            f"{entries} more: +{result['refilled_again'] / mib:.1f} MiB "
+            f"= {result['refilled_again'] / entries:.0f} B/key; "
             f"full gc.collect(): {result['gc_ms']:.1f} ms"
         )
 
 
 class OrderedDictWindow:
-    """What :class:`Dedupe` does to its ``OrderedDict`` per lookup and per insert, behind
+    """What :class:`Dedupe` did to its ``OrderedDict`` per lookup and per insert, behind
     :class:`Window`'s ``get``/``put``, so both are timed doing the same work."""
 
     def __init__(self, max_entries: int, window_s: float) -> None:
@@ -189,8 +189,8 @@ def speed(entries: int, runs: int = 5, per_run: int = 100_000) -> None:
     absent = [_key(-1 - n) for n in range(per_run)]
     print(f"µs per operation on a full window of {entries} keys (best of {runs} runs of {per_run}):")
     for name, window in (
-        ("OrderedDict (Dedupe today)", OrderedDictWindow(entries, WINDOW_S)),
-        ("Window", Window(entries, WINDOW_S)),
+        ("OrderedDict (replaced)", OrderedDictWindow(entries, WINDOW_S)),
+        ("Window (mmap)", Window(entries, WINDOW_S)),
     ):
         put, get = window.put, window.get
         for n in range(entries):
@@ -216,6 +216,23 @@ def speed(entries: int, runs: int = 5, per_run: int = 100_000) -> None:
         print(f"  {name:27} put {put_us:.2f}  get hit {hit_us:.2f}  get miss {miss_us:.2f}")
 
 
+def tracemalloc_figures(entries: int) -> None:
+    """Print bytes per key of both windows: traced for the OrderedDict, reserved for the Window."""
+    print(f"Bytes per key in a window of {entries} keys:")
+    ordered = traced_bytes_per_entry(OrderedDictWindow(entries, WINDOW_S), entries)
+    print(
+        f"  {'OrderedDict (replaced)':23} {ordered:.0f} B/key traced by tracemalloc; "
+        f"BRIDGE_DEDUPE_MAX_ENTRIES=500000 -> about {ordered * 500_000 / 2**20:.0f} MiB when full"
+    )
+    window = Window(entries, WINDOW_S)
+    traced = traced_bytes_per_entry(window, entries)
+    print(
+        f"  {'Window (mmap arrays)':23} {window.nbytes / entries:.0f} B/key reserved (nbytes, mmap pages: "
+        f"tracemalloc cannot see them; RSS: --rss) + {traced:.1f} B/key of Python objects traced; "
+        f"BRIDGE_DEDUPE_MAX_ENTRIES=500000 -> {Window(500_000, WINDOW_S).nbytes / 2**20:.0f} MiB reserved"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the measurement the arguments ask for."""
     parser = argparse.ArgumentParser(
@@ -234,14 +251,7 @@ def main(argv: list[str] | None = None) -> int:
     elif args.speed:
         speed(args.entries or 500_000)
     else:
-        entries = args.entries or 200_000
-        for name, per_entry in (
-            ("Dedupe (OrderedDict)", bytes_per_entry(entries)),
-            ("Window (arrays)", window_bytes_per_entry(entries)),
-        ):
-            full_mib = per_entry * 500_000 / 2**20
-            print(f"{name:20} {entries} entries: {per_entry:.0f} bytes per entry (key included)")
-            print(f"{'':20} BRIDGE_DEDUPE_MAX_ENTRIES=500000 -> about {full_mib:.0f} MiB when full")
+        tracemalloc_figures(args.entries or 200_000)
     return 0
 
 

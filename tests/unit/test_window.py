@@ -9,10 +9,13 @@ run time, never hard-coded.
 
 from __future__ import annotations
 
+import gc
 import hashlib
+import os
 import struct
 from collections import deque
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -334,10 +337,21 @@ def test_more_distinct_topics_than_the_table_holds_at_once_is_refused():
     assert window.get(_key(MAX_TOPICS), START) == _entry(START, topic="t7")
 
 
-# Memory
+# Memory: the arrays are reserved in an mmap, backed by pages only as they are touched
+
+#: BRIDGE_DEDUPE_MAX_ENTRIES' default.
+DEFAULT_ENTRIES = 500_000
+MIB = 2**20
 
 
-def test_the_arrays_cost_less_than_80_bytes_per_entry_and_are_fixed():
+def _statm() -> tuple[int, int]:
+    """This process's virtual size and RSS in bytes (/proc/self/statm)."""
+    size, resident = Path("/proc/self/statm").read_text().split()[:2]
+    page = os.sysconf("SC_PAGE_SIZE")
+    return int(size) * page, int(resident) * page
+
+
+def test_the_arrays_reserve_less_than_80_bytes_per_entry_and_are_fixed():
     window = Window(10_000, WINDOW_S, clock=Clock())
     before = window.nbytes
     for n in range(20_000):
@@ -345,6 +359,94 @@ def test_the_arrays_cost_less_than_80_bytes_per_entry_and_are_fixed():
 
     assert window.nbytes == before
     assert before / 10_000 < 80
+
+
+def test_a_window_costs_no_rss_until_it_is_filled():
+    gc.collect()
+    size_before, rss_before = _statm()
+    window = Window(10_000_000, WINDOW_S, clock=Clock())  # 710 MB reserved
+    size, rss = _statm()
+
+    assert window.nbytes >= 70 * 10_000_000
+    assert size - size_before >= window.nbytes  # reserved...
+    assert rss - rss_before < MIB  # ...but not touched, let alone zeroed
+    for n in range(100):
+        _put(window, _key(n), _entry(START, offset=n))
+    # A page of each ring array, and about two random pages of the index per key.
+    assert _statm()[1] - rss_before < 2 * MIB
+    assert [window.get(_key(n), START) for n in range(100)] == [_entry(START, offset=n) for n in range(100)]
+
+
+def test_rss_grows_to_the_reserved_size_as_the_window_fills_and_then_stays_flat():
+    entries = 50_000
+    keys = [_key(n) for n in range(4 * entries)]
+    window = Window(entries, WINDOW_S, clock=Clock())
+    gc.collect()
+    rss_before = _statm()[1]
+    for key in keys[:entries]:
+        window.put(key, START, TOPIC, 0, 0)
+    filled = _statm()[1] - rss_before
+    for key in keys[entries : 3 * entries]:  # the ring goes round, touching its spare positions
+        window.put(key, START, TOPIC, 0, 0)
+    wrapped = _statm()[1] - rss_before
+    for key in keys[3 * entries :]:
+        window.put(key, START, TOPIC, 0, 0)
+    refilled = _statm()[1] - rss_before
+
+    assert window.nbytes * 0.8 < filled <= wrapped <= window.nbytes + 256 * 1024
+    assert refilled - wrapped < 64 * 1024
+    assert len(window) == entries
+    assert window.get(keys[-1], START) == _entry(START)
+
+
+def _no_huge_page_bytes() -> int:
+    """Bytes of this process's mappings that refuse transparent huge pages (/proc/self/smaps)."""
+    total = size = 0
+    for line in Path("/proc/self/smaps").read_text().splitlines():
+        name, _, value = line.partition(":")
+        if name == "Size":
+            size = int(value.split()[0]) * 1024
+        elif name == "VmFlags" and "nh" in value.split():
+            total += size
+    return total
+
+
+def test_the_pages_are_never_transparent_huge_pages():
+    gc.collect()
+    before = _no_huge_page_bytes()
+    window = Window(DEFAULT_ENTRIES, WINDOW_S)
+
+    # MADV_NOHUGEPAGE: sparse pages stay 4 KiB, whatever the machine's THP setting.
+    assert _no_huge_page_bytes() - before == window.nbytes
+    del window
+    assert _no_huge_page_bytes() == before
+
+
+class _Owner:
+    """Holds a window whose clock is its own method: a reference cycle only gc.collect() frees."""
+
+    def __init__(self, entries: int) -> None:
+        self.window = Window(entries, WINDOW_S, clock=self.now)
+
+    def now(self) -> float:
+        return START
+
+
+def test_dropped_windows_give_their_memory_back():
+    gc.collect()
+    size_before, rss_before = _statm()
+    for n in range(200):
+        window = Window(DEFAULT_ENTRIES, WINDOW_S, clock=Clock()) if n % 2 else _Owner(DEFAULT_ENTRIES).window
+        for k in range(200):  # touches ~400 pages of the index, 1.6 MB
+            _put(window, _key(k), _entry(START, offset=k))
+        assert window.get(_key(199)) == _entry(START, offset=199)
+        del window
+    gc.collect()
+    size, rss = _statm()
+
+    # 200 windows reserve 7 GB and touch 320 MB: what is left is less than one window's.
+    assert size - size_before < Window(DEFAULT_ENTRIES, WINDOW_S).nbytes
+    assert rss - rss_before < 4 * MIB
 
 
 # A model: a dict of entries and a deque of positions (None once replaced)
