@@ -19,8 +19,10 @@ handler (``bare``) run under the same harness, for the ratios docs/performance.m
 reports (``--cases naive bare``).
 
 ``--check`` compares with ``bench/instructions-budget.json`` (each case's measured
-count plus 10 %) and exits 1 when a case is over its budget; ``make test`` runs it.
-``--write-budget`` stores what was measured. ``--bridge DIR`` counts another checkout
+count plus 10 %) and exits 1 when a case is over its budget; ``make test`` runs it
+(``make bench-instructions``). ``--write-budget`` (``make bench-instructions BUDGET=write``)
+stores what was measured: do that in the commit that makes the hot path cheaper, or that
+knowingly makes it dearer, with the before and after in its message. ``--bridge DIR`` counts another checkout
 (a ``git worktree`` of an older commit, say).
 """
 
@@ -182,7 +184,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--events", type=int, default=2000, help="events in each measured difference")
+    parser.add_argument("--events", type=int, default=1000, help="events in each measured difference")
     parser.add_argument("--cases", nargs="+", choices=CASES, default=["single", "batch"])
     parser.add_argument("--bridge", default=str(ROOT), help="checkout whose bridge package is counted")
     parser.add_argument("--check", action="store_true", help=f"exit 1 when a case exceeds {BUDGET.name}")
