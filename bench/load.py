@@ -237,9 +237,7 @@ class Load:
             "errors": self.statuses[ERROR],
             "unanswered": self.unanswered,
             "statuses": {str(k): v for k, v in sorted(answered.items())},
-            "p50_ms": percentile(lat, 50),
-            "p95_ms": percentile(lat, 95),
-            "p99_ms": percentile(lat, 99),
+            **{f"p{pct}_ms": percentile(lat, pct) for pct in (50, 95, 99)},
             "max_ms": round(lat[-1], 3) if lat else 0.0,
             "late_p99_ms": percentile(self.late_ms, 99),
         }
@@ -247,17 +245,12 @@ class Load:
 
 def percentile(values: list[float], pct: float) -> float:
     """The ``pct`` percentile (0-100) of ``values``, nearest rank as wrk reports it; 0 for none."""
-    ordered = sorted(values)
-    return (
-        round(ordered[min(len(ordered), max(1, math.ceil(pct / 100 * len(ordered)))) - 1], 3)
-        if values
-        else 0.0
-    )
+    ordered, n = sorted(values), len(values)
+    return round(ordered[min(n, max(1, math.ceil(pct / 100 * n))) - 1], 3) if values else 0.0
 
 
 async def _run(args: argparse.Namespace) -> dict[str, object]:
-    template = args.template.read_bytes() if args.template else None
-    load = Load(args.url, connections=args.connections, template=template)
+    load = Load(args.url, connections=args.connections, template=args.template and args.template.read_bytes())
     await load.connect()
     sent = await load.open_loop(args.rate, args.duration, warmup_s=args.warmup)
     return load.summary(args.rate, args.duration, sent)
@@ -272,9 +265,7 @@ def main() -> int:
     parser.add_argument("--warmup", type=float, default=0.0, help="unmeasured seconds first")
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--template", type=Path, help="event with __ID__ for its id; POST it")
-    args = parser.parse_args()
-    started = time.monotonic()
-    result = asyncio.run(_run(args))
+    started, result = time.monotonic(), asyncio.run(_run(parser.parse_args()))
     result["took_s"] = round(time.monotonic() - started, 2)
     sys.stdout.write("BENCH_JSON " + json.dumps(result) + "\n")
     return 0
