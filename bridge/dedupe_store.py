@@ -46,6 +46,8 @@ _FETCH_WAIT_MS = 200
 #: replicas now learn each other's keys within half a second instead of milliseconds.
 _FOLLOW_MIN_BYTES = 64 * 1024
 _FOLLOW_WAIT_MS = 500
+#: Records applied per turn of the event loop while following.
+_FOLLOW_CHUNK = 64
 
 _log = get_logger("bridge.dedupe")
 
@@ -163,7 +165,7 @@ class DedupeFollower:
             raise RuntimeError("load() first")
         while True:
             try:
-                batches = await consumer.getmany(timeout_ms=_FETCH_WAIT_MS * 5)
+                batches = await consumer.getmany(timeout_ms=_FETCH_WAIT_MS * 5, max_records=_FOLLOW_CHUNK)
             except KafkaError as exc:
                 self._metrics.dedupe_state_errors.labels("read").inc()
                 _log.warning("reading the dedupe state topic failed; retrying", error=str(exc))
@@ -171,6 +173,9 @@ class DedupeFollower:
                 continue
             for records in batches.values():
                 self._apply(records, loading=False)
+            # A fetch brings up to 64 KiB of records; applying them between requests, a chunk at
+            # a time, keeps the loop from stalling the requests in flight behind one long pass.
+            await asyncio.sleep(0)
 
     async def stop(self) -> None:
         """Close the consumer."""
