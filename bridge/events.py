@@ -179,15 +179,27 @@ def structured_from_binary(headers: Iterable[tuple[str, str]], body: bytes) -> b
         if not _is_utf8(content_type):
             raise InvalidEvent("invalid_attribute", "header 'Content-Type' is not UTF-8", "datacontenttype")
         attrs["datacontenttype"] = content_type
-    if body:
-        if content_type is not None and is_json_media_type(content_type):
-            try:
-                attrs["data"] = orjson.loads(body)
-            except orjson.JSONDecodeError as exc:
-                raise InvalidEvent("invalid_json", f"binary-mode body is not valid JSON: {exc}") from None
-        else:
-            attrs["data_base64"] = base64.b64encode(body).decode()
+    add_binary_data(attrs, content_type, body, "body")
     return orjson.dumps(attrs)
+
+
+def add_binary_data(attrs: dict[str, Any], content_type: str | None, data: bytes, what: str) -> None:
+    """Put a binary-mode message's ``data`` into ``attrs`` (the structured form).
+
+    As JSON when ``content_type`` says JSON, else as ``data_base64`` (also when there is
+    no content type: the bytes are kept as they are); nothing when ``data`` is empty.
+    Raises :class:`InvalidEvent` when a JSON ``data`` does not parse; ``what`` names it
+    in the detail (an HTTP body, a Kafka record value).
+    """
+    if not data:
+        return
+    if content_type is not None and is_json_media_type(content_type):
+        try:
+            attrs["data"] = orjson.loads(data)
+        except orjson.JSONDecodeError as exc:
+            raise InvalidEvent("invalid_json", f"binary-mode {what} is not valid JSON: {exc}") from None
+    else:
+        attrs["data_base64"] = base64.b64encode(data).decode()
 
 
 def _header_value(attribute: str, value: str) -> str:
@@ -392,6 +404,7 @@ __all__ = [
     "InvalidEvent",
     "InvalidReason",
     "ValidationHandshake",
+    "add_binary_data",
     "event_from_json",
     "is_json_media_type",
     "parse_event",

@@ -176,8 +176,12 @@ class Pipeline:
 
         Raises :class:`BridgeError` (counted) when the event is refused.
         """
+        return self._take(body, None, content_type, received_at)
+
+    def _take(self, body: bytes, item: object, content_type: str, received_at: float) -> Outcome | Ticket:
+        """:meth:`take` of ``body``, or of a batch's ``item`` already parsed (``body`` is its JSON)."""
         try:
-            parsed = parse_event(body)
+            parsed = parse_event(body) if item is None else event_from_json(body, item)
         except InvalidEvent as exc:
             return self._invalid(body, content_type, received_at, exc)
         if type(parsed) is ValidationHandshake:
@@ -309,15 +313,7 @@ class Pipeline:
 
     def _take_item(self, item: object, received_at: float) -> Outcome | Ticket:
         """One element of a batch, already parsed from the array: no second JSON parse."""
-        body = orjson.dumps(item)
-        try:
-            parsed = event_from_json(body, item)
-        except InvalidEvent as exc:
-            return self._invalid(body, CLOUDEVENTS_MEDIA_TYPE, received_at, exc)
-        if type(parsed) is ValidationHandshake:
-            self._count("validation", "validatesubscription")
-            return Outcome("validation", event_id=parsed.id)
-        return self._take_event(parsed, received_at)  # type: ignore[arg-type]
+        return self._take(orjson.dumps(item), item, CLOUDEVENTS_MEDIA_TYPE, received_at)
 
     # -- the pass -----------------------------------------------------------------------------
 

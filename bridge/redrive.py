@@ -27,7 +27,6 @@ watermark then), at most ``--limit`` of them, between ``--since`` and ``--until`
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import signal
 import sys
@@ -46,7 +45,7 @@ from prometheus_client import CollectorRegistry
 from bridge.config import DedupeMode, Settings
 from bridge.dedupe_store import DedupeFollower, StateTopicMissing
 from bridge.errors import BridgeError, PublishError
-from bridge.events import Event, InvalidEvent, is_json_media_type, parse_event
+from bridge.events import Event, InvalidEvent, add_binary_data, parse_event
 from bridge.http_contract import CLOUDEVENTS_MEDIA_TYPE
 from bridge.kafka_security import client_options
 from bridge.metrics import Metrics
@@ -117,14 +116,7 @@ def original_event(headers: Iterable[tuple[str, bytes]], value: bytes | None) ->
             attributes[lowered[3:]] = _text(raw, name)
     if content_type is not None:
         attributes["datacontenttype"] = content_type
-    if value:
-        if content_type is not None and is_json_media_type(content_type):
-            try:
-                attributes["data"] = orjson.loads(value)
-            except orjson.JSONDecodeError as exc:
-                raise InvalidEvent("invalid_json", f"binary-mode record value is not JSON: {exc}") from None
-        else:
-            attributes["data_base64"] = base64.b64encode(value).decode()
+    add_binary_data(attributes, content_type, value or b"", "record value")
     return orjson.dumps(attributes)
 
 
