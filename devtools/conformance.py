@@ -212,8 +212,8 @@ def wanted_topics(settings: Settings) -> list[tuple[str, int, dict[str, str]]]:
     ]
 
 
-async def create_topics(settings: Settings, replication: int) -> tuple[list[str], list[str], list[str]]:
-    """Create the missing topics; (created, not allowed, failed otherwise), the latter as "topic: reason"."""
+async def _admin(settings: Settings) -> AIOKafkaAdminClient:
+    """An admin client with the bridge's Kafka settings, started (close it)."""
     kafka = settings.kafka
     admin = AIOKafkaAdminClient(
         bootstrap_servers=list(kafka.bootstrap_servers),
@@ -222,6 +222,12 @@ async def create_topics(settings: Settings, replication: int) -> tuple[list[str]
         **client_options(kafka.security),
     )
     await admin.start()
+    return admin
+
+
+async def create_topics(settings: Settings, replication: int) -> tuple[list[str], list[str], list[str]]:
+    """Create the missing topics; (created, not allowed, failed otherwise), the latter as "topic: reason"."""
+    admin = await _admin(settings)
     created: list[str] = []
     refused: list[str] = []
     failed: list[str] = []
@@ -247,14 +253,7 @@ async def create_topics(settings: Settings, replication: int) -> tuple[list[str]
 
 async def delete_topics(settings: Settings, topics: list[str]) -> str:
     """Delete ``topics``; what happened, in words."""
-    kafka = settings.kafka
-    admin = AIOKafkaAdminClient(
-        bootstrap_servers=list(kafka.bootstrap_servers),
-        client_id=f"{kafka.client_id}-conformance",
-        request_timeout_ms=30_000,
-        **client_options(kafka.security),
-    )
-    await admin.start()
+    admin = await _admin(settings)
     try:
         await admin.delete_topics(topics)
     except Exception as exc:  # noqa: BLE001 - reported, the run's result stands

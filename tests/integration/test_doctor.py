@@ -160,16 +160,21 @@ def test_a_state_topic_that_only_deletes_is_named_with_its_setting(kafka_bootstr
     )
 
 
-def test_a_cursor_topic_with_three_partitions_is_named(
-    kafka_bootstrap: str, altinn_env: dict[str, str]
-) -> None:
-    env = fresh_env(
+def reconciling_env(kafka_bootstrap: str, altinn_env: dict[str, str]) -> dict[str, str]:
+    """A fresh prefix with continuous reconciling on (the cursor topic and the reconciler's group)."""
+    return fresh_env(
         kafka_bootstrap,
         BRIDGE_RECONCILE="on",
         BRIDGE_RECONCILE_RESOURCE=RESOURCE,
         BRIDGE_RECONCILE_SESSION_TIMEOUT_S="3",
         **altinn_env,
     )
+
+
+def test_a_cursor_topic_with_three_partitions_is_named(
+    kafka_bootstrap: str, altinn_env: dict[str, str]
+) -> None:
+    env = reconciling_env(kafka_bootstrap, altinn_env)
     settings, topics = topics_of(env)
     cursor = settings.reconcile.cursor_topic
     configs = {
@@ -193,13 +198,7 @@ def test_a_cursor_topic_with_three_partitions_is_named(
 def test_a_compacted_one_partition_cursor_topic_and_its_group_pass(
     kafka_bootstrap: str, altinn_env: dict[str, str]
 ) -> None:
-    env = fresh_env(
-        kafka_bootstrap,
-        BRIDGE_RECONCILE="on",
-        BRIDGE_RECONCILE_RESOURCE=RESOURCE,
-        BRIDGE_RECONCILE_SESSION_TIMEOUT_S="3",
-        **altinn_env,
-    )
+    env = reconciling_env(kafka_bootstrap, altinn_env)
     settings, _ = topics_of(env)
     asyncio.run(provision(kafka_bootstrap, settings))
     _, found = rows(env)
