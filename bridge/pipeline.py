@@ -151,8 +151,9 @@ class Pipeline:
         #: When the dedupe-entries gauge was last set (at most once a second, and on evictions); one
         #: process reads the window's size when scraped instead (the gauge cannot be a function in
         #: prometheus-client's multiprocess mode, where each worker writes its own value).
-        self._entries_at = 0.0 if settings.process.metrics_dir else float("inf")
-        if self.dedupe is not None and not settings.process.metrics_dir:
+        self._entries_written = settings.process.metrics_dir is not None
+        self._entries_at = 0.0
+        if self.dedupe is not None and not self._entries_written:
             metrics.dedupe_entries.set_function(self.dedupe.__len__)
         #: Marks this process's state records, which its own follower need not read back.
         self.origin = os.urandom(8).hex().encode()
@@ -509,7 +510,7 @@ class Pipeline:
         if full:
             self._metrics.dedupe_evictions.labels("full").inc(full)
         now = time.monotonic()
-        if now - self._entries_at >= 1.0 or ((expired or full) and self._entries_at != float("inf")):
+        if self._entries_written and (expired or full or now - self._entries_at >= 1.0):
             self._entries_at = now
             self._metrics.dedupe_entries.set(len(dedupe))
 

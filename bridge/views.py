@@ -32,7 +32,7 @@ from bridge.http_contract import (
     STRUCTURED_TYPES,
 )
 from bridge.metrics import every_worker_ready, exposition
-from bridge.middleware import internal_error, problem_for
+from bridge.middleware import answer_for
 from bridge.pipeline import Outcome
 from bridge.state import BRIDGE, Bridge
 
@@ -57,6 +57,7 @@ async def receive_event(request: web.Request) -> web.StreamResponse:
     fields: dict[str, Any] = {}
     admission = bridge.admission
     admitted = False
+    response: web.StreamResponse
     try:
         token = _authorize(request, bridge, fields)
         if token is not None:
@@ -64,13 +65,11 @@ async def receive_event(request: web.Request) -> web.StreamResponse:
         admission.enter_request()
         admitted = True
         response = await _receive(request, bridge, fields)
-    except BridgeError as exc:
-        response = problem_for(exc, fields)
     except asyncio.CancelledError:
         bridge.http_log.answered(request, 499, started, fields)
         raise
-    except Exception:  # noqa: BLE001 - last resort: a bug must still get an answer, and a log line
-        response = internal_error(request)
+    except Exception as exc:  # noqa: BLE001 - every failure gets an answer (a bug: 500, logged)
+        response = answer_for(exc, request, fields)
     finally:
         if admitted:
             admission.leave_request()
@@ -83,19 +82,14 @@ def _authorize(request: web.Request, bridge: Bridge, fields: dict[str, Any]) -> 
     headers = request.headers
     guard = bridge.guard
     path_token = request.match_info.get("token")
+    by_address = guard.checks_address  # without an allowlist the peer and proxy headers do not matter
     try:
-        if not guard.checks_address:  # no allowlist: neither the peer nor proxy headers matter
-            return guard.check(
-                path_token=path_token,
-                authorization=None if path_token is not None else headers.get("Authorization"),
-                peer=None,
-            )
         return guard.check(
             path_token=path_token,
             authorization=headers.get("Authorization"),
-            peer=request.remote,
-            forwarded=headers.get("Forwarded"),
-            x_forwarded_for=headers.get("X-Forwarded-For"),
+            peer=request.remote if by_address else None,
+            forwarded=headers.get("Forwarded") if by_address else None,
+            x_forwarded_for=headers.get("X-Forwarded-For") if by_address else None,
         )
     except Denied as exc:
         bridge.metrics.auth_failures.labels(exc.reason).inc()
